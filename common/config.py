@@ -1,0 +1,56 @@
+"""Settings read from the environment, once per process.
+
+Against real Google Cloud nothing changes but these variables: the emulator hosts are simply
+absent there, and the clients fall back to the production endpoints.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+# A fixed, public key is fine for local runs only; production sets PESEL_HASH_KEY from Secret
+# Manager (see terraform/), and the stack refuses to start without it outside emulator mode.
+_LOCAL_ONLY_HASH_KEY = "local-development-only-not-a-secret"
+
+
+@dataclass(frozen=True)
+class Settings:
+    project_id: str
+    region: str = "europe-central2"
+    firestore_emulator_host: str | None = None
+    pubsub_emulator_host: str | None = None
+    cloud_tasks_emulator_host: str | None = None
+    auth_emulator_host: str | None = None
+    pesel_hash_key: bytes = field(default=_LOCAL_ONLY_HASH_KEY.encode(), repr=False)
+    public_base_url: str = "http://127.0.0.1:8000"
+    functions_base_url: str = "http://127.0.0.1:8000/_functions"
+
+    @property
+    def is_local(self) -> bool:
+        return self.firestore_emulator_host is not None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        project_id = env.get("GOOGLE_CLOUD_PROJECT") or env.get("GCLOUD_PROJECT")
+        if not project_id:
+            raise RuntimeError("GOOGLE_CLOUD_PROJECT is not set")
+        firestore_host = env.get("FIRESTORE_EMULATOR_HOST") or None
+        key = env.get("PESEL_HASH_KEY")
+        if not key:
+            if firestore_host is None:
+                raise RuntimeError("PESEL_HASH_KEY must be set outside the local emulators")
+            key = _LOCAL_ONLY_HASH_KEY
+        public = env.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+        return cls(
+            project_id=project_id,
+            region=env.get("FUNCTION_REGION", "europe-central2"),
+            firestore_emulator_host=firestore_host,
+            pubsub_emulator_host=env.get("PUBSUB_EMULATOR_HOST") or None,
+            cloud_tasks_emulator_host=env.get("CLOUD_TASKS_EMULATOR_HOST") or None,
+            auth_emulator_host=env.get("FIREBASE_AUTH_EMULATOR_HOST") or None,
+            pesel_hash_key=key.encode(),
+            public_base_url=public,
+            functions_base_url=env.get("FUNCTIONS_BASE_URL", f"{public}/_functions").rstrip("/"),
+        )

@@ -1,0 +1,82 @@
+"""Integration events: frozen, versioned, named in the past tense.
+
+Published as JSON on Pub/Sub with `event_type` as a message attribute; consumers dedupe by
+`event_id` (delivery is at least once). No PESEL, name or phone number ever travels in an
+event: the patient is named by `patient_key`, a keyed hash.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+
+class DomainEvent(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_type: ClassVar[str] = "event"
+    topic: ClassVar[str] = "appointment-events"
+    schema_version: ClassVar[int] = 1
+
+    event_id: str
+    occurred_at: datetime
+
+    def envelope(self) -> dict[str, Any]:
+        body = self.model_dump(mode="json")
+        body["event_type"] = self.event_type
+        body["schema_version"] = self.schema_version
+        return body
+
+
+class AppointmentBooked(DomainEvent):
+    event_type: ClassVar[str] = "appointment.booked"
+
+    appointment_id: str
+    series_id: str
+    patient_key: str
+    point_id: str
+    slot_id: str
+    product: str
+    dose_kind: str
+    dose_number: int
+    starts_at: datetime
+    channel: str
+    linked_appointment_id: str | None = None
+
+
+class AppointmentCancelled(DomainEvent):
+    event_type: ClassVar[str] = "appointment.cancelled"
+
+    appointment_id: str
+    series_id: str
+    patient_key: str
+    point_id: str
+    slot_id: str
+    product: str
+    dose_number: int
+    starts_at: datetime
+    channel: str
+    reason: str | None = None
+
+
+class AppointmentRescheduled(DomainEvent):
+    event_type: ClassVar[str] = "appointment.rescheduled"
+
+    appointment_id: str
+    series_id: str
+    patient_key: str
+    product: str
+    dose_number: int
+    from_slot_id: str
+    to_slot_id: str
+    from_point_id: str
+    to_point_id: str
+    starts_at: datetime
+    channel: str
+
+
+EVENT_TYPES: dict[str, type[DomainEvent]] = {
+    cls.event_type: cls for cls in (AppointmentBooked, AppointmentCancelled, AppointmentRescheduled)
+}

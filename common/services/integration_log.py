@@ -1,0 +1,51 @@
+"""The integration log: every appointment event, stored once under its event_id."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+
+from common import structured_log as log
+from common.adapters.firestore_store import INTEGRATION_LOG, RPC
+from common.domain.events import EVENT_TYPES
+
+
+class MalformedMessageError(ValueError):
+    """A message that no retry can fix: acknowledged and logged, not redelivered forever."""
+
+
+def decode_push(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    message = (data or {}).get("message") or {}
+    attributes = message.get("attributes") or {}
+    try:
+        payload = json.loads(base64.b64decode(message.get("data", "")))
+    except (ValueError, TypeError) as err:
+        raise MalformedMessageError("message data is not base64 JSON") from err
+    if not isinstance(payload, dict) or "event_id" not in payload:
+        raise MalformedMessageError("message carries no event_id")
+    return payload, attributes
+
+
+def record_event(client: firestore.Client, data: dict[str, Any], now: datetime) -> bool:
+    """True when stored now; False for a duplicate or a message of a type we do not log."""
+    try:
+        payload, attributes = decode_push(data)
+    except MalformedMessageError as err:
+        log.error("dropped a malformed message", problem=str(err))
+        return False
+    # The emulator (and a misconfigured filter) delivers every type: check it here.
+    event_type = attributes.get("event_type") or payload.get("event_type")
+    if event_type not in EVENT_TYPES:
+        return False
+    try:
+        client.collection(INTEGRATION_LOG).document(payload["event_id"]).create(
+            {"event_type": event_type, "payload": payload, "received_at": now}, **RPC
+        )
+    except gexc.Conflict:
+        return False
+    return True

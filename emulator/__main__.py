@@ -1,0 +1,3 @@
+from emulator.stack import main
+
+raise SystemExit(main())

@@ -1,0 +1,209 @@
+"""The dev gateway: one base URL (`/v1/...`) routed to the per-use-case functions.
+
+In production an API Gateway routes each path of api/openapi.yaml to its function (the
+`x-function` extension names it, Terraform turns it into `x-google-backend`). Locally this
+gateway reads the same document and serves every function in-process through
+functions-framework's own `create_app`, so a client sees the same API it will see in
+production. Functions that are not public (Pub/Sub push targets, scheduled jobs) are reachable
+under `/_functions/<name>`, the way push subscriptions and Cloud Scheduler reach them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import functions_framework
+import yaml
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTIONS_DIR = ROOT / "functions"
+OPENAPI_PATH = ROOT / "api" / "openapi.yaml"
+WEB_DIR = ROOT / "web"
+_HTTP_METHODS = ("get", "post", "put", "patch", "delete")
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    template: str
+    pattern: re.Pattern[str]
+    function: str
+
+
+def discover_functions(functions_dir: Path = FUNCTIONS_DIR) -> list[str]:
+    """A function is a folder of functions/ with a main.py; its target has the folder's name."""
+    return sorted(p.parent.name for p in functions_dir.glob("*/main.py"))
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    parts = re.split(r"(\{[^}/]+\})", template)
+    regex = "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
+    return re.compile(f"^{regex}$")
+
+
+def load_routes(openapi_path: Path = OPENAPI_PATH) -> list[Route]:
+    if not openapi_path.exists():
+        return []
+    spec = yaml.safe_load(openapi_path.read_text(encoding="utf-8"))
+    routes = []
+    for template, item in (spec.get("paths") or {}).items():
+        for method in _HTTP_METHODS:
+            operation = item.get(method)
+            if operation and operation.get("x-function"):
+                routes.append(
+                    Route(
+                        method.upper(), template, _template_regex(template), operation["x-function"]
+                    )
+                )
+    # Literal segments beat parameters: /v1/appointments/mine before /v1/appointments/{id}.
+    routes.sort(key=lambda r: (r.template.count("{"), -len(r.template)))
+    return routes
+
+
+def _json(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps({"error": {"code": code, "message": message}})
+    return Response(body, status=status, mimetype="application/json", headers=headers)
+
+
+class Gateway:
+    def __init__(
+        self,
+        functions: dict[str, WsgiApp],
+        routes: list[Route],
+        extra_handlers: dict[str, Callable[[Request], Response]] | None = None,
+    ) -> None:
+        self.functions = functions
+        self.routes = routes
+        self.extra_handlers = extra_handlers or {}
+
+    def _match(self, method: str, path: str) -> tuple[Route | None, bool]:
+        path_known = False
+        for route in self.routes:
+            if route.pattern.match(path):
+                path_known = True
+                if route.method == method:
+                    return route, True
+        return None, path_known
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]):
+        request = Request(environ)
+        path = request.path
+        if path.startswith("/_functions/"):
+            name = path[len("/_functions/") :].split("/", 1)[0]
+            app = self.functions.get(name)
+            if app is None:
+                return _json(404, "not_found", f"no function named {name}")(environ, start_response)
+            return app(environ, start_response)
+        if path.startswith("/v1/"):
+            method = "GET" if request.method == "HEAD" else request.method
+            route, path_known = self._match(method, path)
+            if route is None:
+                if path_known:
+                    return _json(405, "method_not_allowed", "method not allowed on this path")(
+                        environ, start_response
+                    )
+                return _json(404, "not_found", "no such API path")(environ, start_response)
+            return self.functions[route.function](environ, start_response)
+        for prefix, handler in self.extra_handlers.items():
+            if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+                return handler(request)(environ, start_response)
+        return _json(404, "not_found", "not found")(environ, start_response)
+
+
+def build_function_apps(names: Iterable[str]) -> dict[str, WsgiApp]:
+    apps: dict[str, WsgiApp] = {}
+    for name in names:
+        source = FUNCTIONS_DIR / name / "main.py"
+        apps[name] = functions_framework.create_app(target=name, source=str(source))
+    return apps
+
+
+def _static_handler(root: Path) -> Callable[[Request], Response]:
+    def serve(request: Request) -> Response:
+        relative = request.path.lstrip("/") or "index.html"
+        target = (root / relative).resolve()
+        if target.is_dir():
+            target = target / "index.html"
+        if not str(target).startswith(str(root.resolve())) or not target.is_file():
+            return _json(404, "not_found", "not found")
+        mimetype = {
+            ".html": "text/html",
+            ".js": "text/javascript",
+            ".css": "text/css",
+            ".json": "application/json",
+            ".svg": "image/svg+xml",
+            ".png": "image/png",
+        }.get(target.suffix, "application/octet-stream")
+        return Response(target.read_bytes(), mimetype=mimetype)
+
+    return serve
+
+
+def build_gateway(dev_tokens: dict[str, Any] | None = None) -> Gateway:
+    sys.path.insert(0, str(ROOT))
+    functions = build_function_apps(discover_functions())
+    routes = load_routes()
+    missing = sorted({r.function for r in routes} - set(functions))
+    if missing:
+        raise SystemExit(f"api/openapi.yaml routes to functions that do not exist: {missing}")
+
+    def healthz(_: Request) -> Response:
+        return Response(
+            json.dumps({"status": "ok", "functions": sorted(functions)}),
+            mimetype="application/json",
+        )
+
+    def openapi(_: Request) -> Response:
+        return Response(OPENAPI_PATH.read_bytes(), mimetype="application/yaml")
+
+    def tokens(_: Request) -> Response:
+        # Local only: the demo users' unsigned tokens, so the web apps can "log in".
+        return Response(json.dumps(dev_tokens or {}), mimetype="application/json")
+
+    handlers: dict[str, Callable[[Request], Response]] = {
+        "/healthz": healthz,
+        "/openapi.yaml": openapi,
+        "/dev/tokens": tokens,
+    }
+    if WEB_DIR.exists():
+        handlers["/"] = _static_handler(WEB_DIR)
+    return Gateway(functions, routes, handlers)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Serve every function behind one base URL.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GATEWAY_PORT", "8000")))
+    parser.add_argument("--dev-tokens", type=Path, help="JSON file of demo users' tokens")
+    args = parser.parse_args(argv)
+    tokens = json.loads(args.dev_tokens.read_text()) if args.dev_tokens else None
+    gateway = build_gateway(tokens)
+    try:
+        server = make_server(args.host, args.port, gateway, threaded=True)
+    except OSError as err:
+        print(f"gateway: cannot listen on {args.host}:{args.port}: {err.strerror}", file=sys.stderr)
+        return 2
+    print(f"Gateway listening on http://{args.host}:{args.port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

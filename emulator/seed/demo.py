@@ -1,0 +1,108 @@
+"""Demo data for the local stack: points over Poland's real towns, calendars, patients.
+
+Everything is deterministic (seeded) and written with set(), so seeding twice, or over
+persisted data, gives the same state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
+
+from google.cloud import firestore
+
+from common.adapters.firestore_store import PATIENTS, REFERRALS, RPC
+from common.config import Settings
+from common.domain.calendar import WARSAW
+from common.domain.pesel import make_pesel, parse_pesel, pesel_key
+from common.services.directory import regular_calendar, write_calendars, write_points
+from emulator.seed.points import generate_points
+from emulator.seed.users import DEMO_USERS
+
+HORIZON_DAYS = 56
+DEMO_PATIENTS = 200
+Progress = Callable[[int, int, str], None]
+
+
+def _quiet(done: int, total: int, what: str) -> None:
+    return None
+
+
+def demo_patients(count: int) -> list[str]:
+    """PESELs of demo patients: the demo users first, then generated adults of all ages."""
+    pesels = [u.pesel for u in DEMO_USERS if u.pesel]
+    for index in range(count - len(pesels)):
+        born = date(1935 + index % 70, 1 + index % 12, 1 + index % 28)
+        pesels.append(make_pesel(born, "F" if index % 2 else "M", index % 5000))
+    return pesels
+
+
+def seed_patients(client: firestore.Client, secret: bytes, pesels: list[str], today: date) -> None:
+    batch = client.batch()
+    for index, raw in enumerate(pesels):
+        pesel = parse_pesel(raw, today)
+        key = pesel_key(pesel, secret)
+        batch.set(
+            client.collection(PATIENTS).document(key),
+            {
+                "patient_key": key,
+                "pesel": pesel.value,
+                "birth_date": pesel.birth_date.isoformat(),
+                "sex": pesel.sex,
+            },
+        )
+        referral = {
+            "referral_id": f"ref-demo-{index:05d}",
+            "kind": "primary",
+            "valid_from": (today - timedelta(days=10)).isoformat(),
+            "valid_to": (today + timedelta(days=80)).isoformat(),
+            "status": "active",
+            "booster_number": 0,
+        }
+        batch.set(
+            client.collection(REFERRALS).document(referral["referral_id"]),
+            {"patient_key": key, "referral": referral},
+        )
+        if index % 200 == 199:
+            batch.commit(**RPC)
+            batch = client.batch()
+    batch.commit(**RPC)
+
+
+def seed_demo(
+    points: int = 300,
+    patients: int = DEMO_PATIENTS,
+    now: datetime | None = None,
+    progress: Progress = _quiet,
+    client: firestore.Client | None = None,
+    settings: Settings | None = None,
+) -> str:
+    settings = settings or Settings.from_env()
+    client = client or firestore.Client(project=settings.project_id)
+    today = (now or datetime.now(UTC)).astimezone(WARSAW).date()
+    seeds = [p.to_dict() for p in generate_points(points, seed=2021)]
+    write_points(client, seeds)
+    progress(len(seeds), len(seeds), "points")
+    calendars = []
+    for index, point in enumerate(seeds):
+        opens = time(8, 0) if index % 2 == 0 else time(12, 0)
+        calendars.append(
+            regular_calendar(
+                point["point_id"],
+                point["products"],
+                today + timedelta(days=1),
+                HORIZON_DAYS,
+                opens=opens,
+                capacity=2 + index % 3,
+                weekends=point["kind"] == "mass_center",
+            )
+        )
+    for start in range(0, len(calendars), 50):
+        write_calendars(client, calendars[start : start + 50])
+        progress(min(start + 50, len(calendars)), len(calendars), "calendars")
+    seed_patients(client, settings.pesel_hash_key, demo_patients(patients), today)
+    progress(patients, patients, "patients")
+    return (
+        f"{len(seeds)} points, {len(calendars)} calendars ({HORIZON_DAYS} days), "
+        f"{patients} patients"
+    )

@@ -1,0 +1,307 @@
+"""The whole local cloud with one command: `python -m emulator` (or `make run`).
+
+Starts the official Firestore and Pub/Sub emulators, our Cloud Tasks emulator and the dev
+gateway with every function, provisions topics, subscriptions and queues from
+common/declarations.yaml, loads demo data, fires scheduled jobs, prints where everything is,
+and on Ctrl-C (or SIGTERM) stops all of it, Java included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from emulator.processes import (
+    ManagedProcess,
+    StackError,
+    firestore_emulator,
+    http_ok,
+    pubsub_emulator,
+    require_free_port,
+    require_tools,
+    tcp_open,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PROJECT = "demo-erejestracja"
+LOCATION = "europe-central2"
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    project_id: str
+    host: str
+    firestore_port: int
+    pubsub_port: int
+    tasks_port: int
+    gateway_port: int
+    state_dir: Path
+    persist_dir: Path | None
+    seed: bool
+    seed_points: int
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.host}:{self.gateway_port}"
+
+    def environment(self) -> dict[str, str]:
+        """The variables every client needs to reach the local cloud instead of Google's."""
+        return {
+            "GOOGLE_CLOUD_PROJECT": self.project_id,
+            "FIRESTORE_EMULATOR_HOST": f"{self.host}:{self.firestore_port}",
+            "PUBSUB_EMULATOR_HOST": f"{self.host}:{self.pubsub_port}",
+            "CLOUD_TASKS_EMULATOR_HOST": f"{self.host}:{self.tasks_port}",
+            "FIREBASE_AUTH_EMULATOR_HOST": f"{self.host}:9099",
+            "PUBLIC_BASE_URL": self.gateway_url,
+            "FUNCTIONS_BASE_URL": f"{self.gateway_url}/_functions",
+        }
+
+
+def parse_args(argv: list[str] | None) -> StackConfig:
+    env = os.environ
+    parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__.split("\n")[0])
+    parser.add_argument("--project", default=env.get("LOCAL_PROJECT", DEFAULT_PROJECT))
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--firestore-port", type=int, default=int(env.get("FIRESTORE_PORT", 8080)))
+    parser.add_argument("--pubsub-port", type=int, default=int(env.get("PUBSUB_PORT", 8085)))
+    parser.add_argument("--tasks-port", type=int, default=int(env.get("TASKS_PORT", 8123)))
+    parser.add_argument("--gateway-port", type=int, default=int(env.get("GATEWAY_PORT", 8000)))
+    parser.add_argument(
+        "--persist",
+        type=Path,
+        default=None,
+        help="keep Firestore data in this folder between runs (import at start, export at stop)",
+    )
+    parser.add_argument("--no-seed", action="store_true", help="do not load the demo data")
+    parser.add_argument("--points", type=int, default=300, help="demo vaccination points")
+    args = parser.parse_args(argv)
+    return StackConfig(
+        project_id=args.project,
+        host=args.host,
+        firestore_port=args.firestore_port,
+        pubsub_port=args.pubsub_port,
+        tasks_port=args.tasks_port,
+        gateway_port=args.gateway_port,
+        state_dir=ROOT / ".local",
+        persist_dir=args.persist.resolve() if args.persist else None,
+        seed=not args.no_seed,
+        seed_points=args.points,
+    )
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.processes: list[ManagedProcess] = []
+        self.scheduler = None
+
+    # -- start ---------------------------------------------------------------------------
+    def preflight(self) -> None:
+        require_tools()
+        c = self.config
+        require_free_port(c.host, c.firestore_port, "Firestore emulator", "--firestore-port")
+        require_free_port(c.host, c.pubsub_port, "Pub/Sub emulator", "--pubsub-port")
+        require_free_port(c.host, c.tasks_port, "Cloud Tasks emulator", "--tasks-port")
+        require_free_port(c.host, c.gateway_port, "gateway", "--gateway-port")
+
+    def start(self) -> None:
+        c = self.config
+        logs = c.state_dir / "logs"
+        child_env = {**os.environ, **c.environment(), "PYTHONPATH": str(ROOT)}
+        firestore = firestore_emulator(c.host, c.firestore_port, logs, c.persist_dir)
+        pubsub = pubsub_emulator(c.host, c.pubsub_port, c.project_id, logs)
+        tasks = ManagedProcess(
+            name="Cloud Tasks emulator",
+            argv=[
+                sys.executable,
+                "-m",
+                "emulator.cloudtasks",
+                "--host",
+                c.host,
+                "--port",
+                str(c.tasks_port),
+            ],
+            ready=lambda: tcp_open(c.host, c.tasks_port),
+            log_path=logs / "cloudtasks.log",
+            env=child_env,
+            cwd=ROOT,
+        )
+        for process in (firestore, pubsub, tasks):
+            self._launch(process)
+        for process in (firestore, pubsub, tasks):
+            process.wait_ready(90)
+            print(f"  ready: {process.name}", flush=True)
+        os.environ.update(c.environment())
+        tokens_path = self._write_dev_tokens()
+        gateway = ManagedProcess(
+            name="gateway and functions",
+            argv=[
+                sys.executable,
+                "-m",
+                "emulator.gateway",
+                "--host",
+                c.host,
+                "--port",
+                str(c.gateway_port),
+                "--dev-tokens",
+                str(tokens_path),
+            ],
+            ready=lambda: http_ok(f"{c.gateway_url}/healthz"),
+            log_path=logs / "gateway.log",
+            env=child_env,
+            cwd=ROOT,
+        )
+        self._launch(gateway)
+        gateway.wait_ready(60)
+        print(f"  ready: {gateway.name}", flush=True)
+        self._provision()
+        if c.seed:
+            self._seed()
+        self._start_scheduler()
+
+    def _launch(self, process: ManagedProcess) -> None:
+        self.processes.append(process)
+        process.start()
+
+    def _provision(self) -> None:
+        from common.adapters.cloud_tasks import make_tasks_client
+        from common.declarations import load_declarations
+        from emulator.provision import provision_pubsub, provision_queues
+
+        c = self.config
+        declarations = load_declarations()
+        provision_pubsub(c.project_id, f"{c.gateway_url}/_functions", declarations)
+        client = make_tasks_client(f"{c.host}:{c.tasks_port}")
+        provision_queues(client, c.project_id, LOCATION, declarations)
+        print(
+            f"  provisioned: {len(declarations.topics)} topics, "
+            f"{len(declarations.subscriptions)} subscriptions, {len(declarations.queues)} queues",
+            flush=True,
+        )
+
+    def _seed(self) -> None:
+        from emulator.seed.demo import seed_demo
+
+        summary = seed_demo(points=self.config.seed_points, progress=_progress)
+        print(f"\n  demo data: {summary}", flush=True)
+
+    def _start_scheduler(self) -> None:
+        from common.declarations import load_declarations
+        from emulator.scheduler import LocalScheduler
+
+        self.scheduler = LocalScheduler(
+            load_declarations(), f"{self.config.gateway_url}/_functions", lambda: datetime.now(UTC)
+        )
+        self.scheduler.start()
+
+    def _write_dev_tokens(self) -> Path:
+        from emulator.seed.users import demo_tokens
+
+        path = self.config.state_dir / "demo-tokens.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(demo_tokens(self.config.project_id), indent=2))
+        return path
+
+    # -- stop ----------------------------------------------------------------------------
+    def export_firestore(self) -> None:
+        c = self.config
+        if c.persist_dir is None:
+            return
+        c.persist_dir.mkdir(parents=True, exist_ok=True)
+        body = json.dumps(
+            {
+                "database": f"projects/{c.project_id}/databases/(default)",
+                "export_directory": str(c.persist_dir),
+            }
+        ).encode()
+        url = f"http://{c.host}:{c.firestore_port}/emulator/v1/projects/{c.project_id}:export"
+        request = urllib.request.Request(url, data=body, method="POST")
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=60):  # noqa: S310
+                print(f"  Firestore data saved to {c.persist_dir}", flush=True)
+        except OSError as err:
+            print(f"  could not save Firestore data: {err}", file=sys.stderr)
+
+    def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        if any(p.alive() for p in self.processes):
+            self.export_firestore()
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+
+    def describe(self) -> str:
+        c = self.config
+        env = "\n".join(f"    export {k}={v}" for k, v in c.environment().items())
+        return f"""
+e-Rejestracja local cloud is up (project {c.project_id}).
+
+  API (all /v1 routes)   {c.gateway_url}/v1/...      contract: {c.gateway_url}/openapi.yaml
+  Web apps               {c.gateway_url}/
+  Firestore emulator     {c.host}:{c.firestore_port}
+  Pub/Sub emulator       {c.host}:{c.pubsub_port}
+  Cloud Tasks emulator   {c.host}:{c.tasks_port}
+  Demo users' tokens     {c.state_dir / "demo-tokens.json"}  (also {c.gateway_url}/dev/tokens)
+  Logs                   {c.state_dir / "logs"}
+
+  To point your own tools at it:
+{env}
+
+  Try:  TOKEN=$(python -m emulator.token patient)
+        curl -s "{c.gateway_url}/v1/slots?postcode=31-001&product=comirnaty" \\
+             -H "Authorization: Bearer $TOKEN"
+
+Press Ctrl-C to stop everything.
+"""
+
+
+def _progress(done: int, total: int, what: str) -> None:
+    width = 30
+    filled = int(width * done / max(total, 1))
+    print(
+        f"\r  seeding {what:<12} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
+        end="",
+        flush=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    stack = LocalStack(config)
+    stopping = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        stack.preflight()
+        print("Starting the local cloud...", flush=True)
+        stack.start()
+        print(stack.describe(), flush=True)
+        while not stopping.is_set():
+            for process in stack.processes:
+                if not process.alive():
+                    raise StackError(f"{process.name} stopped unexpectedly:\n{process.tail()}")
+            stopping.wait(1.0)
+        print("\nStopping...", flush=True)
+        return 0
+    except StackError as err:
+        print(f"\nCannot run the local cloud: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stack.stop()
+        print("Stopped.", flush=True)
