@@ -1,0 +1,89 @@
+"""Test set-up shared by every suite.
+
+Unit tests need nothing. Integration and end-to-end tests ask for `project` (or
+`local_cloud`): the official Firestore and Pub/Sub emulators are started once per run on free
+ports (or reused when FIRESTORE_EMULATOR_HOST and PUBSUB_EMULATOR_HOST are already set), and
+each test gets a project id of its own, which isolates its data completely in both emulators.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from emulator.processes import (  # noqa: E402
+    StackError,
+    firestore_emulator,
+    free_port,
+    pubsub_emulator,
+    require_tools,
+)
+
+
+@dataclass(frozen=True)
+class LocalCloud:
+    firestore_host: str
+    pubsub_host: str
+
+
+@pytest.fixture(scope="session")
+def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
+    os.environ.setdefault("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
+    reuse_firestore = os.environ.get("FIRESTORE_EMULATOR_HOST")
+    reuse_pubsub = os.environ.get("PUBSUB_EMULATOR_HOST")
+    if reuse_firestore and reuse_pubsub:
+        yield LocalCloud(reuse_firestore, reuse_pubsub)
+        return
+    try:
+        require_tools()
+    except StackError as err:
+        pytest.exit(f"cannot start the emulators: {err}", returncode=3)
+    logs = tmp_path_factory.mktemp("emulator-logs")
+    host = "127.0.0.1"
+    firestore = firestore_emulator(host, free_port(host), logs)
+    pubsub = pubsub_emulator(host, free_port(host), "test", logs)
+    started = []
+    try:
+        for process in (firestore, pubsub):
+            process.start()
+            started.append(process)
+        for process in (firestore, pubsub):
+            process.wait_ready(120)
+    except StackError as err:
+        for process in started:
+            process.stop()
+        pytest.exit(f"cannot start the emulators: {err}", returncode=3)
+    firestore_host = firestore.argv[-1].split("=", 1)[1]
+    pubsub_host = next(a for a in pubsub.argv if a.startswith("--host-port=")).split("=", 1)[1]
+    os.environ["FIRESTORE_EMULATOR_HOST"] = firestore_host
+    os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_host
+    try:
+        yield LocalCloud(firestore_host, pubsub_host)
+    finally:
+        for process in started:
+            process.stop()
+        os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+        os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+
+
+@pytest.fixture
+def project(local_cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh project id: an empty database and an empty Pub/Sub namespace for this test."""
+    from common import wiring
+
+    project_id = f"test-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", project_id)
+    monkeypatch.delenv("PESEL_HASH_KEY", raising=False)
+    wiring.reset()
+    yield project_id
+    wiring.reset()
