@@ -36,7 +36,7 @@ class DocumentMeter:
     def __init__(self, client: firestore.Client) -> None:
         self._lock = threading.Lock()
         self._reads = self._writes = self._queries = self._commits = 0
-        api = client._firestore_api  # noqa: SLF001 (the GAPIC client is the only exact place)
+        api = client._firestore_api
         api.batch_get_documents = self._count_stream(api.batch_get_documents, self._on_get)
         api.run_query = self._count_stream(api.run_query, self._on_query)
         api.commit = self._count_call(api.commit, "writes")
