@@ -1,6 +1,7 @@
-"""The messaging and scheduling declarations (common/declarations.yaml), typed.
+"""The messaging, scheduling and function declarations (common/declarations.yaml), typed.
 
-The same file is read by Terraform, so a topic, queue or schedule exists in exactly one place.
+The same file is read by Terraform, so a topic, queue, schedule, function or secret exists in
+exactly one place.
 """
 
 from __future__ import annotations
@@ -8,12 +9,16 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DECLARATIONS_PATH = Path(__file__).with_name("declarations.yaml")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)s$")
+_MEMORY = re.compile(r"^\d+(Mi|Gi)$")
+# Roles no function may hold on the project: basic roles and every administrator role.
+_FORBIDDEN_ROLES = frozenset({"roles/owner", "roles/editor"})
 
 
 def duration_seconds(text: str) -> float:
@@ -59,18 +64,94 @@ class Schedule(_Strict):
     function: str
 
 
+def is_forbidden_role(role: str) -> bool:
+    """Basic roles (owner, editor) and any *admin role are never granted to a function."""
+    return role in _FORBIDDEN_ROLES or role.lower().endswith("admin")
+
+
+class Function(_Strict):
+    """One Cloud Function (2nd gen): functions/<name>/main.py, entry point <name>."""
+
+    trigger: Literal["http", "pubsub_push", "scheduled"]
+    # Behind the API Gateway (only for trigger http); nothing is ever invokable by allUsers.
+    public: bool = False
+    memory: str = "256Mi"
+    cpu: str | None = None
+    timeout_seconds: int = Field(default=60, ge=1, le=3600)
+    min_instances: int = Field(default=0, ge=0, le=100)
+    max_instances: int = Field(default=10, ge=1, le=1000)
+    concurrency: int = Field(default=1, ge=1, le=1000)
+    project_roles: list[str] = Field(default_factory=list)
+    publishes: list[str] = Field(default_factory=list)
+    enqueues: list[str] = Field(default_factory=list)
+    secrets: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        if not _MEMORY.match(value):
+            raise ValueError(f"memory must look like '256Mi' or '1Gi', got {value!r}")
+        return value
+
+    @field_validator("project_roles")
+    @classmethod
+    def _roles(cls, roles: list[str]) -> list[str]:
+        for role in roles:
+            if not role.startswith("roles/"):
+                raise ValueError(f"{role!r} is not a role name (roles/...)")
+            if is_forbidden_role(role):
+                raise ValueError(f"{role} is too broad for a function's service account")
+        return roles
+
+
+class Secret(_Strict):
+    description: str = ""
+
+
 class Declarations(_Strict):
     topics: dict[str, Topic]
     subscriptions: dict[str, Subscription]
     queues: dict[str, Queue]
     schedules: dict[str, Schedule]
+    functions: dict[str, Function] = Field(default_factory=dict)
+    secrets: dict[str, Secret] = Field(default_factory=dict)
 
     def check_references(self) -> None:
-        """Fail early when a subscription names a topic that is not declared."""
+        """Fail early when a name refers to a topic, function, queue or secret not declared."""
         for name, sub in self.subscriptions.items():
             for topic in filter(None, (sub.topic, sub.dead_letter_topic)):
                 if topic not in self.topics:
                     raise ValueError(f"subscription {name} refers to unknown topic {topic}")
+        if not self.functions:
+            return  # an older file without a functions: section (local stack only)
+        for name, sub in self.subscriptions.items():
+            if sub.push_function is None:
+                continue
+            target = sub.push_function
+            function = self.functions.get(target)
+            if function is None:
+                raise ValueError(f"subscription {name} pushes to unknown function {target}")
+            if function.trigger != "pubsub_push":
+                raise ValueError(f"subscription {name} pushes to {target}, not pubsub_push")
+        for name, schedule in self.schedules.items():
+            function = self.functions.get(schedule.function)
+            if function is None:
+                raise ValueError(f"schedule {name} targets unknown function {schedule.function}")
+            if function.trigger != "scheduled":
+                raise ValueError(f"schedule {name} targets {schedule.function}, not scheduled")
+        for name, function in self.functions.items():
+            if function.public and function.trigger != "http":
+                raise ValueError(f"function {name}: only an http function can be public")
+            for topic in function.publishes:
+                if topic not in self.topics:
+                    raise ValueError(f"function {name} publishes to unknown topic {topic}")
+            for queue in function.enqueues:
+                if queue not in self.queues:
+                    raise ValueError(f"function {name} enqueues to unknown queue {queue}")
+            for secret in function.secrets:
+                if secret not in self.secrets:
+                    raise ValueError(f"function {name} reads unknown secret {secret}")
 
 
 @functools.cache
