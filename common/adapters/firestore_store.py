@@ -26,6 +26,7 @@ VACCINATIONS = "vaccinations"
 OUTBOX = "outbox"
 IDEMPOTENCY = "idempotency_keys"
 INTEGRATION_LOG = "integration_log"
+AUDIT_LOG = "audit_log"
 
 RPC_TIMEOUT_S = 6.0
 RPC_RETRY = api_retry.Retry(

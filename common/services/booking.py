@@ -75,7 +75,7 @@ from common.domain.events import (
 from common.domain.pesel import parse_pesel, pesel_key
 from common.domain.series import DosePlan, plan_next_dose
 from common.domain.vaccines import VaccineCatalogue, second_dose_window
-from common.services import outbox
+from common.services import audit, outbox
 from common.services.idempotency import IdempotencyScope, StoredResponse
 
 MAX_STATE_RETRIES = 5
@@ -314,6 +314,7 @@ class BookingService:
                 self._write_claim(batch, appointment, lock_id, now)
             self._write_increments(batch, [(a, -1) for a in appointments])
             outbox.add_events(batch, self.db, events)
+            audit.record(batch, self.db, cmd.actor, "appointment.book", appointments, now)
             if idem is not None:
                 idem.complete(batch, response)
             try:
@@ -505,6 +506,9 @@ class BookingService:
                 self._write_release(batch, old, new, version_)
             self._write_increments(batch, [(old, +1) for old, _ in targets])
             outbox.add_events(batch, self.db, events)
+            audit.record(
+                batch, self.db, cmd.actor, "appointment.cancel", [a for a, _ in cancelled], now
+            )
             if idem is not None:
                 idem.complete(batch, response)
             try:
@@ -694,6 +698,7 @@ class BookingService:
                 batch, [(old, +1) for old, _, _ in moves] + [(new, -1) for new in moved]
             )
             outbox.add_events(batch, self.db, events)
+            audit.record(batch, self.db, cmd.actor, "appointment.reschedule", moved, now)
             if idem is not None:
                 idem.complete(batch, response)
             try:
