@@ -234,7 +234,11 @@ class Dispatcher:
                 now = self._clock()
                 with self._counter_lock:
                     capacity = MAX_GLOBAL_IN_FLIGHT - self._in_flight
-                requests_due, wake_at = self._source.claim_due(now, capacity)
+                try:
+                    requests_due, wake_at = self._source.claim_due(now, capacity)
+                except Exception:  # keep dispatching other tasks even if one state is broken
+                    logger.exception("claiming due tasks failed")
+                    requests_due, wake_at = [], now + MAX_IDLE_WAIT_S
                 for request in requests_due:
                     self._launch(request)
                 if not requests_due:

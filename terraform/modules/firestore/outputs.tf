@@ -1,0 +1,4 @@
+output "database" {
+  description = "The database name."
+  value       = google_firestore_database.this.name
+}

@@ -1,0 +1,4 @@
+output "bucket" {
+  description = "The source bucket name."
+  value       = google_storage_bucket.source.name
+}
