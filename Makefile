@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
+# checkov pins packaging and hcl2 versions that clash with ours: it gets a venv of its own.
+CHECKOV_VENV  ?= .venv-checkov
+CHECKOV_STAMP  = $(CHECKOV_VENV)/.installed
+CHECKOV_VERSION = 3.3.30
 
 .PHONY: install run test test-unit lint format clean
 
@@ -12,7 +16,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-install: $(STAMP)
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $(CHECKOV_STAMP)
+
+install: $(STAMP) $(CHECKOV_STAMP)
 
 ## Run the whole local system: emulators, functions behind the gateway, demo data.
 run: install
@@ -21,7 +30,7 @@ run: install
 ## Run every test (starts its own emulators on free ports).
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q $(ARGS)
+	CHECKOV_BIN=$(CHECKOV_VENV)/bin/checkov $(BIN)/python -m pytest -q $(ARGS)
 
 test-unit: install
 	$(BIN)/python -m pytest -q tests/unit
@@ -35,4 +44,4 @@ format: install
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .local .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .local .pytest_cache .ruff_cache

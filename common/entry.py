@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from common import wiring
 from common.auth import Principal, verify_principal
 from common.domain.appointments import Channel
+from common.domain.calendar import WARSAW
 from common.domain.errors import ForbiddenError, ValidationFailedError
 from common.services.booking import Actor
 from common.services.idempotency import (
@@ -40,7 +41,13 @@ def require_method(request: flask.Request, *methods: str) -> None:
 
 
 def caller(request: flask.Request) -> Principal:
-    return verify_principal(request.headers.get("Authorization"), wiring.settings().project_id)
+    # Behind API Gateway, Authorization carries the gateway's own token to the function and the
+    # caller's ID token moves to X-Forwarded-Authorization; locally the dev gateway passes it
+    # unchanged. The function itself is not reachable without the gateway's identity.
+    header = request.headers.get("X-Forwarded-Authorization") or request.headers.get(
+        "Authorization"
+    )
+    return verify_principal(header, wiring.settings().project_id)
 
 
 def actor_of(principal: Principal, reason: str | None = None) -> Actor:
@@ -52,13 +59,29 @@ def patient_pesel(principal: Principal, requested: str | None, reason: str | Non
     if principal.role == "patient":
         assert principal.pesel is not None
         if requested is not None and requested != principal.pesel:
-            raise ForbiddenError("a patient may book only for themself")
+            if not _is_guardian_of(principal.pesel, requested):
+                raise ForbiddenError("a patient may book only for themself or their child under 18")
+            return requested
         return principal.pesel
     if requested is None:
         raise ValidationFailedError("name the patient: 'pesel' is required for this role")
     if principal.role == "agent" and not reason:
         raise ValidationFailedError("an agent acting for a patient must give a 'reason'")
     return requested
+
+
+def _is_guardian_of(own_pesel: str, child_pesel: str) -> bool:
+    from common.domain.errors import InvalidPeselError
+    from common.services.guardians import may_act_for
+
+    service = wiring.booking_service()
+    now = wiring.now()
+    try:
+        child_key = service.patient_key(child_pesel, now)
+    except InvalidPeselError:
+        return False
+    today = now.astimezone(WARSAW).date()
+    return may_act_for(service.db, service.patient_key(own_pesel, now), child_key, today)
 
 
 def own_patient_key(principal: Principal) -> str | None:

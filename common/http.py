@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -114,28 +115,50 @@ def endpoint(handler: Callable[[flask.Request], Any]) -> Callable[[flask.Request
     def wrapper(request: flask.Request):
         log.configure()
         log.set_trace(request.headers.get("X-Cloud-Trace-Context"), _project_hint())
-        try:
-            return handler(request)
-        except DomainError as err:
-            if err.http_status >= 500:
-                log.warning("dependency unavailable", code=err.code, path=request.path)
-            return domain_error_response(err)
-        except _DEPENDENCY_FAULTS as err:
-            log.warning("dependency fault", fault=type(err).__name__, path=request.path)
-            return domain_error_response(DependencyUnavailableError())
-        except Exception:  # noqa: BLE001 (the last line of defence: log it, answer 500)
-            incident = uuid.uuid4().hex[:12]
-            log.exception("unhandled error", incident=incident, path=request.path)
-            return json_response(
-                error_payload("internal", f"internal error (incident {incident})"), 500
-            )
+        cors = _cors_headers(request.headers.get("Origin"))
+        if request.method == "OPTIONS":
+            return flask.Response(status=204 if cors else 403, headers=cors)
+        response = _handle(handler, request)
+        response.headers.extend(cors)
+        return response
 
     return wrapper
 
 
-def _project_hint() -> str:
-    import os
+def _cors_headers(origin: str | None) -> dict[str, str]:
+    """CORS for the web apps' origins (CORS_ALLOWED_ORIGINS); same-origin needs none."""
+    allowed = {o.strip() for o in os.environ.get("CORS_ALLOWED_ORIGINS", "").split(",") if o}
+    if not origin or origin not in allowed:
+        return {}
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Headers": "Authorization, Content-Type, Idempotency-Key",
+        "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE",
+        "Access-Control-Max-Age": "3600",
+        "Vary": "Origin",
+    }
 
+
+def _handle(handler: Callable[[flask.Request], Any], request: flask.Request) -> flask.Response:
+    """The error table: domain errors, dependency faults (503), and the unexpected (500)."""
+    try:
+        return handler(request)
+    except DomainError as err:
+        if err.http_status >= 500:
+            log.warning("dependency unavailable", code=err.code, path=request.path)
+        return domain_error_response(err)
+    except _DEPENDENCY_FAULTS as err:
+        log.warning("dependency fault", fault=type(err).__name__, path=request.path)
+        return domain_error_response(DependencyUnavailableError())
+    except Exception:  # noqa: BLE001 (the last line of defence: log it, answer 500)
+        incident = uuid.uuid4().hex[:12]
+        log.exception("unhandled error", incident=incident, path=request.path)
+        return json_response(
+            error_payload("internal", f"internal error (incident {incident})"), 500
+        )
+
+
+def _project_hint() -> str:
     return os.environ.get("GOOGLE_CLOUD_PROJECT", "local")
 
 

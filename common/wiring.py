@@ -66,6 +66,48 @@ def idempotency():
     return Idempotency(firestore_client())
 
 
+@functools.cache
+def staff_calendar_service():
+    from common.services.staff_calendar import StaffCalendarService
+
+    return StaffCalendarService(firestore_client(), catalogue(), search_service(), publisher())
+
+
+@functools.cache
+def visit_service():
+    from common.services.visits import VisitService
+
+    return VisitService(
+        firestore_client(),
+        catalogue(),
+        cohorts(),
+        settings().pesel_hash_key,
+        booking_service(),
+        publisher(),
+    )
+
+
+@functools.cache
+def hotline_service():
+    from common.services.hotline import HotlineService
+
+    return HotlineService(firestore_client(), booking_service(), settings().pesel_hash_key)
+
+
+@functools.cache
+def callback_service():
+    from common.services.callbacks import CallbackService
+
+    return CallbackService(firestore_client(), catalogue(), settings().pesel_hash_key)
+
+
+@functools.cache
+def points_admin_service():
+    from common.services.points_admin import PointsAdminService
+
+    return PointsAdminService(firestore_client(), catalogue())
+
+
 def now() -> datetime:
     """The one clock of the entry points; services get `now` as a parameter."""
     return datetime.now(UTC)
@@ -81,5 +123,10 @@ def reset() -> None:
         booking_service,
         search_service,
         idempotency,
+        staff_calendar_service,
+        visit_service,
+        hotline_service,
+        callback_service,
+        points_admin_service,
     ):
         cached.cache_clear()

@@ -82,3 +82,13 @@ def merge_increments(changes: Iterable[tuple[str, str, str, int]]) -> dict[str, 
         if delta:
             updates.setdefault(point_id, {})[field] = firestore.Increment(delta)
     return updates
+
+
+# Added with the point, hotline and guardian use cases.
+CALENDAR_CONTROLS = "calendar_controls"
+GUARDIANS = "guardians"
+CALLBACKS = "callbacks"
+
+
+def slot_part_field(day_key: str, slot_key: str, part: str) -> str:
+    return FieldPath("days", day_key, slot_key, part).to_api_repr()

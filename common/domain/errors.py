@@ -218,5 +218,54 @@ class DependencyUnavailableError(DomainError):
             self.retry_after_s = retry_after_s
 
 
+class PatientMismatchError(DomainError):
+    """The PESEL given does not match the appointment's patient."""
+
+    code = "patient_mismatch"
+    http_status = 409
+
+
+class SlotExistsError(DomainError):
+    """This slot already exists in the point's calendar."""
+
+    code = "slot_exists"
+    http_status = 409
+
+
+class SlotNotFoundError(DomainError):
+    """No such slot in the point's calendar."""
+
+    code = "slot_not_found"
+    http_status = 404
+
+
+class PointNotFoundError(DomainError):
+    """No such vaccination point."""
+
+    code = "point_not_found"
+    http_status = 404
+
+
+class VisitNotDueError(DomainError):
+    """The visit cannot be recorded yet: its day (or start) has not come."""
+
+    code = "visit_not_due"
+    http_status = 409
+
+
+class CallbackNotFoundError(DomainError):
+    """No such callback request."""
+
+    code = "callback_not_found"
+    http_status = 404
+
+
+class CalendarBusyError(DomainError):
+    """The point's calendar is being changed by someone else; try again."""
+
+    code = "calendar_busy"
+    http_status = 409
+
+
 ALL_ERRORS: tuple[type[DomainError], ...] = tuple(DomainError.__subclasses__())
 """Every concrete error, e.g. for OpenAPI docs or a code-uniqueness check."""

@@ -7,7 +7,7 @@ event: the patient is named by `patient_key`, a keyed hash.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -77,6 +77,77 @@ class AppointmentRescheduled(DomainEvent):
     channel: str
 
 
+class SlotOffer(BaseModel):
+    """A free slot offered to a displaced patient instead of the one they lost."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    slot_id: str
+    point_id: str
+    starts_at: datetime
+    distance_km: float
+
+
+class AppointmentDisplaced(DomainEvent):
+    """A point lowered a slot's capacity or removed the slot: this booked visit lost its seat.
+
+    The visit is cancelled in the same commit; `alternatives` are the nearest free slots of
+    the same product from the visit's day on, for the notification that offers them.
+    """
+
+    event_type: ClassVar[str] = "appointment.displaced"
+
+    appointment_id: str
+    series_id: str
+    patient_key: str
+    point_id: str
+    slot_id: str
+    product: str
+    dose_number: int
+    starts_at: datetime
+    reason: str
+    alternatives: tuple[SlotOffer, ...] = ()
+
+
+class AppointmentNoShow(DomainEvent):
+    event_type: ClassVar[str] = "appointment.no_show"
+
+    appointment_id: str
+    series_id: str
+    patient_key: str
+    point_id: str
+    slot_id: str
+    product: str
+    dose_number: int
+    starts_at: datetime
+
+
+class VaccinationCompleted(DomainEvent):
+    """A dose was given (a booked visit or a walk-in): P1 writes the vaccination record."""
+
+    event_type: ClassVar[str] = "vaccination.completed"
+
+    appointment_id: str
+    patient_key: str
+    product: str
+    lot_number: str
+    dose_number: int
+    dose_kind: str
+    point_id: str
+    given_on: date
+    walk_in: bool = False
+    leftover_dose: bool = False
+    referral_id: str | None = None
+
+
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
-    cls.event_type: cls for cls in (AppointmentBooked, AppointmentCancelled, AppointmentRescheduled)
+    cls.event_type: cls
+    for cls in (
+        AppointmentBooked,
+        AppointmentCancelled,
+        AppointmentRescheduled,
+        AppointmentDisplaced,
+        AppointmentNoShow,
+        VaccinationCompleted,
+    )
 }

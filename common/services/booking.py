@@ -76,6 +76,7 @@ from common.domain.pesel import parse_pesel, pesel_key
 from common.domain.series import DosePlan, plan_next_dose
 from common.domain.vaccines import VaccineCatalogue, second_dose_window
 from common.services import audit, outbox
+from common.services.guardians import may_act_for
 from common.services.idempotency import IdempotencyScope, StoredResponse
 
 MAX_STATE_RETRIES = 5
@@ -250,6 +251,7 @@ class BookingService:
         patient_key = self.patient_key(cmd.pesel, now)
         birth_date = parse_pesel(cmd.pesel, now.astimezone(WARSAW).date()).birth_date
         first_ref = SlotRef.parse(cmd.slot_id)
+        self._require_own_point(cmd.actor, first_ref)
         product = self.catalogue.get(first_ref.product)
         calendar = self.calendar(first_ref.point_id)
         first = self._bookable(calendar, first_ref, now)
@@ -459,10 +461,15 @@ class BookingService:
         )
 
     # -- authorisation of an existing appointment ----------------------------------------
-    @staticmethod
-    def _authorize(actor: Actor, appointment: Appointment, patient_key: str | None) -> None:
+    def _authorize(self, actor: Actor, appointment: Appointment, patient_key: str | None) -> None:
         if actor.role == "patient":
-            if patient_key is None or appointment.patient_key != patient_key:
+            if patient_key is None or (
+                appointment.patient_key != patient_key
+                # A parent acts for their child under 18 (common/services/guardians.py).
+                and not may_act_for(
+                    self.db, patient_key, appointment.patient_key, datetime.now(WARSAW).date()
+                )
+            ):
                 # 404, not 403: a patient must not learn that someone else's id exists.
                 raise AppointmentNotFoundError()
         elif actor.role == "staff":
@@ -473,6 +480,11 @@ class BookingService:
                 raise ValidationFailedError("an agent must give a reason")
         elif actor.role != "admin":
             raise ForbiddenError()
+
+    @staticmethod
+    def _require_own_point(actor: Actor, ref: SlotRef) -> None:
+        if actor.role == "staff" and actor.point_id != ref.point_id:
+            raise ForbiddenError("point staff book only at their own point")
 
     def get_for(self, appointment_id: str, actor: Actor, patient_key: str | None) -> Appointment:
         appointment, _ = self._load(appointment_id)
@@ -567,6 +579,7 @@ class BookingService:
             if appointment.starts_at <= now:
                 raise InvalidStateTransitionError("a visit that has started cannot be moved")
             new_ref = SlotRef.parse(cmd.new_slot_id)
+            self._require_own_point(cmd.actor, new_ref)
             if new_ref.product != appointment.product:
                 raise ValidationFailedError(
                     "a move keeps the product; cancel and book again to change it"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -13,6 +13,8 @@ from google.cloud import firestore
 from common import structured_log as log
 from common.adapters.firestore_store import INTEGRATION_LOG, RPC
 from common.domain.events import EVENT_TYPES
+
+LOG_RETENTION = timedelta(days=30)
 
 
 class MalformedMessageError(ValueError):
@@ -44,7 +46,14 @@ def record_event(client: firestore.Client, data: dict[str, Any], now: datetime) 
         return False
     try:
         client.collection(INTEGRATION_LOG).document(payload["event_id"]).create(
-            {"event_type": event_type, "payload": payload, "received_at": now}, **RPC
+            {
+                "event_type": event_type,
+                "payload": payload,
+                "received_at": now,
+                # The log is a recent window for integrators, not an archive (Firestore TTL).
+                "expires_at": now + LOG_RETENTION,
+            },
+            **RPC,
         )
     except gexc.Conflict:
         return False

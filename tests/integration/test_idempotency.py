@@ -15,12 +15,15 @@ from __future__ import annotations
 import functools
 import json
 import threading
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import time, timedelta
 from typing import Any
 
 import pytest
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
 
 from common import wiring
 from common.adapters.firestore_store import (
@@ -38,6 +41,19 @@ from tests.support.stack import Api, add_patient, add_point, firestore_client, t
 POINT = "pt-00001"
 THREADS = 8
 BOOKING_COLLECTIONS = (APPOINTMENTS, SEATS, ACTIVE_DOSES, AVAILABILITY, OUTBOX, IDEMPOTENCY)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _warm_emulator(local_cloud: Any) -> None:
+    # On a loaded machine a freshly started emulator answers its first requests slower than
+    # the services' 6 s RPC budget; one unhurried round trip first keeps that out of the
+    # first test's result.
+    client = firestore.Client(project=f"warmup-{uuid.uuid4().hex[:8]}")
+    document = client.collection("warmup").document("w")
+    document.set({"ok": True}, timeout=120)
+    document.get(timeout=120)
+    list(client.collection("warmup").stream(timeout=120))
+    client.close()
 
 
 @functools.cache
@@ -283,3 +299,33 @@ def test_reschedule_is_idempotent(world: World) -> None:
     [seat] = [s.to_dict() for s in world.db.collection(SEATS).stream()]
     assert seat["slot_id"] == world.slots["LATER"]
     assert (world.free("ONE"), world.free("LATER")) == (1, 1)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: Idempotency.run deletes the key record on any exception, even when the "
+    "service's commit had landed and completed it (common/services/idempotency.py, _abandon)",
+)
+def test_a_retry_after_a_lost_commit_response_replays_the_booking(world: World) -> None:
+    # The booking's commit lands but its answer is lost (a deadline, a dropped connection):
+    # the caller gets a 503 and retries with the same key, as it is told to.
+    api = wiring.firestore_client()._firestore_api
+    original = api.commit
+
+    def commit_then_lose_the_answer(*args: Any, **kwargs: Any) -> Any:
+        response = original(*args, **kwargs)
+        request = kwargs.get("request") or args[0]
+        if any(f"/documents/{APPOINTMENTS}/" in w.update.name for w in request["writes"]):
+            api.commit = original  # once
+            raise gexc.DeadlineExceeded("the commit's response was lost")
+        return response
+
+    api.commit = commit_then_lose_the_answer
+    lost = world.book(0, "TWO", "k")
+    assert lost.status_code == 503, lost.get_json()
+    [stored] = world.booked()  # the booking exists...
+    retry = world.book(0, "TWO", "k")
+    # ...so the retry must hand it over, not refuse with 409 already_booked.
+    assert retry.status_code == 201, retry.get_json()
+    assert retry.get_json()["appointments"][0]["appointment_id"] == stored["appointment_id"]
+    assert world.count(APPOINTMENTS) == 1

@@ -15,6 +15,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ import pytest
 import schemathesis
 import yaml
 from hypothesis import HealthCheck, assume, given
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -359,9 +361,7 @@ def test_real_responses_of_every_operation_match_the_document(project: str) -> N
     appointment_id = booked.get_json()["appointments"][0]["appointment_id"]
     series = c.check(
         "bookAppointment",
-        api.call(
-            "POST", "/v1/appointments", token=stranger, body={"slot_id": two_dose}, key="b2"
-        ),
+        api.call("POST", "/v1/appointments", token=stranger, body={"slot_id": two_dose}, key="b2"),
     )
     assert series.status_code == 201 and len(series.get_json()["appointments"]) == 2
     c.check(  # the same key with another body
@@ -472,18 +472,55 @@ def _fuzz_schema() -> schemathesis.BaseSchema:
     return schemathesis.openapi.from_wsgi("/openapi.yaml", gateway())
 
 
+@dataclass(frozen=True)
+class FuzzStack:
+    headers: dict[str, str]
+    # Per operation, values that reach past "no such point / slot / appointment": a fuzzer
+    # left alone rarely guesses an existing id, and would only ever test the 404 path.
+    focus: dict[str, list[dict[str, Any]]]
+
+
 @pytest.fixture
-def fuzz_stack(project: str) -> dict[str, str]:
+def fuzz_stack(project: str) -> FuzzStack:
     db = firestore_client(project)
     day = today_warsaw() + timedelta(days=3)
     add_point(
         db,
         "pt-00001",
         products=("comirnaty", "jcovden"),
-        slots=[(day, time(9, 0), "jcovden", 50), (day, time(10, 0), "comirnaty", 50)],
+        slots=[
+            (day, time(9, 0), "jcovden", 50),
+            (day, time(11, 0), "jcovden", 50),
+            (day, time(10, 0), "comirnaty", 50),
+            (day + timedelta(days=35), time(10, 0), "comirnaty", 50),
+        ],
     )
     pesel = add_patient(db)
-    return {"Authorization": f"Bearer {Api(project).token('fuzz', 'patient', pesel=pesel)}"}
+    api = Api(project)
+    token = api.token("fuzz", "patient", pesel=pesel)
+    first = f"pt-00001_{day:%Y%m%d}_0900_jcovden"
+    second = f"pt-00001_{day:%Y%m%d}_1100_jcovden"
+    booked = api.call("POST", "/v1/appointments", token=token, body={"slot_id": first}, key="k")
+    assert booked.status_code == 201, booked.get_data(as_text=True)
+    appointment = {"appointment_id": booked.get_json()["appointments"][0]["appointment_id"]}
+    return FuzzStack(
+        headers={"Authorization": f"Bearer {token}"},
+        focus={
+            "searchSlots": [{"query": {"lat": 50.06, "lon": 19.94}}],
+            "getPointSlots": [{"path_parameters": {"point_id": "pt-00001"}}],
+            "bookAppointment": [
+                {"body": {"slot_id": second}},
+                {"body": {"slot_id": f"pt-00001_{day:%Y%m%d}_1000_comirnaty"}},
+            ],
+            "listMyAppointments": [],
+            "getAppointment": [{"path_parameters": appointment}],
+            "rescheduleAppointment": [
+                {"path_parameters": appointment, "body": {"slot_id": second}},
+                {"path_parameters": appointment, "body": {"slot_id": first}},
+            ],
+            "cancelAppointment": [{"path_parameters": appointment}],
+        },
+    )
 
 
 _OPERATION_IDS = [op["operationId"] for _, _, op in _operations()]
@@ -492,23 +529,32 @@ _OPERATION_IDS = [op["operationId"] for _, _, op in _operations()]
 @pytest.mark.parametrize("mode", ["positive", "negative"])
 @pytest.mark.parametrize("operation_id", _OPERATION_IDS)
 def test_schemathesis_finds_no_server_error(
-    fuzz_stack: dict[str, str], operation_id: str, mode: str
+    fuzz_stack: FuzzStack, operation_id: str, mode: str
 ) -> None:
     schema = _fuzz_schema()
     operation = next(
-        r.ok() for r in schema.get_all_operations() if r.ok().definition.raw.get("operationId")
-        == operation_id
+        r.ok()
+        for r in schema.get_all_operations()
+        if r.ok().definition.raw.get("operationId") == operation_id
     )
     generation = (
         schemathesis.GenerationMode.POSITIVE
         if mode == "positive"
         else schemathesis.GenerationMode.NEGATIVE
     )
+    strategy = st.one_of(
+        operation.as_strategy(generation_mode=generation),
+        *(
+            operation.as_strategy(generation_mode=generation, **focus)
+            for focus in fuzz_stack.focus[operation_id]
+        ),
+    )
     # Valid input must also get a documented status, content type and body; invalid input
     # only has to be refused without a 5xx (what it gets is test_bad_input's business).
     checks = [not_a_server_error]
     if mode == "positive":
         checks += [status_code_conformance, content_type_conformance, response_schema_conformance]
+    statuses: Counter[int] = Counter()
 
     @hypothesis.settings(
         max_examples=FUZZ_EXAMPLES,
@@ -518,19 +564,17 @@ def test_schemathesis_finds_no_server_error(
         suppress_health_check=list(HealthCheck),
         phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
     )
-    @given(case=operation.as_strategy(generation_mode=generation))
+    @given(case=strategy)
     def run(case: schemathesis.Case) -> None:
         assume(not _hits_known_bug(case))
         # The scheme is bearer, so schemathesis makes up a token of its own: replace it, or
         # every example stops at 401 (bad tokens are test_bad_input's business).
         headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
-        case.headers = headers | fuzz_stack
+        case.headers = headers | fuzz_stack.headers
         response = case.call()
         statuses[response.status_code] += 1
-        case.validate_response(response, checks=checks, headers=fuzz_stack)
+        case.validate_response(response, checks=checks, headers=fuzz_stack.headers)
 
-    statuses: Counter[int] = Counter()
     run()
     # The token is accepted: the fuzzer got past authentication, into the functions.
-    assert sum(n for s, n in statuses.items() if s != 401) > 0, statuses
-
+    assert sum(n for code, n in statuses.items() if code != 401) > 0, statuses

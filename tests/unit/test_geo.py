@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import pytest
@@ -97,10 +96,8 @@ def test_lookup_exact_versus_approximate() -> None:
     assert "34400" in directory and "00-001" not in directory
 
 
-def test_directory_is_cached_fast_and_complete() -> None:
-    start = time.perf_counter()
+def test_directory_is_cached_and_complete() -> None:
     directory = load_postcode_directory()
-    assert time.perf_counter() - start < 0.5
     assert load_postcode_directory() is directory
     assert len(directory) > 19_000
     codes = directory.postcodes()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter
 
 import pytest
@@ -117,9 +116,8 @@ def test_to_dict_is_json_friendly(points: list[PointSeed]) -> None:
     assert data["point_id"] == points[0].point_id
 
 
-def test_large_generation_is_fast() -> None:
-    generate_points(10, seed=0)  # warm the packaged-data caches
-    start = time.perf_counter()
+def test_national_scale_generation_gives_unique_points() -> None:
+    # Speed is a benchmark's business (bench/); here only what 7,500 points must be.
     result = generate_points(7500, seed=2021)
-    assert time.perf_counter() - start < 1.0
     assert len({p.point_id for p in result}) == 7500
+    assert len({p.phone for p in result}) == 7500

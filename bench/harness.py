@@ -1,0 +1,346 @@
+"""The local stack under measurement, and the load generator that drives it.
+
+- `Stack` starts the official Firestore and Pub/Sub emulators on free ports (or reuses those of
+  FIRESTORE_EMULATOR_HOST / PUBSUB_EMULATOR_HOST), and serves the real gateway (every function,
+  through functions-framework) over real HTTP on a free port, in this process.
+- `Stack.use_project()` points the functions at a fresh project id: an empty database, and an
+  exact DocumentMeter on the very client the functions use.
+- `run_closed_loop()` runs N workers, each issuing its next operation when the previous ends,
+  for a duration or a number of operations, with a live progress line.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import astuple, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.billing import BillingMeter
+from bench.progress import Progress
+from bench.stats import PhaseResult, percentile, rate
+from common.adapters.firestore_metering import DocumentMeter
+from emulator.processes import (
+    ManagedProcess,
+    firestore_emulator,
+    free_port,
+    pubsub_emulator,
+    require_tools,
+)
+
+HOST = "127.0.0.1"
+
+
+class Stack:
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.processes: list[ManagedProcess] = []
+        self.server = None
+        self.server_thread: threading.Thread | None = None
+        self.base_port = 0
+        self.reused: dict[str, bool] = {}
+        self.logs = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        os.environ.setdefault("FIREBASE_AUTH_EMULATOR_HOST", f"{HOST}:9099")  # unsigned tokens
+        os.environ.pop("PESEL_HASH_KEY", None)  # the local key, as the demo and the tests use
+        wanted = []
+        if os.environ.get("FIRESTORE_EMULATOR_HOST"):
+            self.reused["firestore"] = True
+        else:
+            self.reused["firestore"] = False
+            wanted.append(("FIRESTORE_EMULATOR_HOST", firestore_emulator))
+        if os.environ.get("PUBSUB_EMULATOR_HOST"):
+            self.reused["pubsub"] = True
+        else:
+            self.reused["pubsub"] = False
+            wanted.append(("PUBSUB_EMULATOR_HOST", None))
+        if wanted:
+            require_tools()
+        for variable, _ in wanted:
+            port = free_port(HOST)
+            if variable == "FIRESTORE_EMULATOR_HOST":
+                process = firestore_emulator(HOST, port, self.logs)
+            else:
+                process = pubsub_emulator(HOST, port, "bench", self.logs)
+            process.start()
+            self.processes.append(process)
+            os.environ[variable] = f"{HOST}:{port}"
+        for process in self.processes:
+            self.progress.update(f"starting the {process.name} ...", force=True)
+            process.wait_ready(120)
+        self.progress.done(
+            "emulators ready: Firestore "
+            f"{os.environ['FIRESTORE_EMULATOR_HOST']}, Pub/Sub {os.environ['PUBSUB_EMULATOR_HOST']}"
+            + (" (reused)" if any(self.reused.values()) else "")
+        )
+        self._serve_gateway()
+
+    def _serve_gateway(self) -> None:
+        import logging
+
+        from werkzeug.serving import make_server
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+
+        from emulator.gateway import build_gateway
+
+        self.use_project(f"bench-boot-{uuid.uuid4().hex[:8]}")
+        app = build_gateway()
+        self.base_port = free_port(HOST)
+        self.server = make_server(HOST, self.base_port, app, threaded=True)
+        self.server_thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.server_thread.start()
+        self.progress.done(f"gateway (every function) on http://{HOST}:{self.base_port}")
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        for process in reversed(self.processes):
+            process.stop()
+
+    # -- projects --------------------------------------------------------------------------
+    def use_project(self, project_id: str, *, topics: bool = False) -> Meter:
+        """Point the in-process functions at `project_id`; returns a meter on their client."""
+        from common import wiring
+
+        os.environ["GOOGLE_CLOUD_PROJECT"] = project_id
+        wiring.reset()
+        if topics:
+            from tests.support.stack import provision_topics
+
+            provision_topics(project_id)
+        return Meter(wiring.firestore_client())
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    reads: int
+    writes: int
+    queries: int
+    commits: int
+    empty_queries: int
+    deletes: int
+
+    def __sub__(self, other: Snapshot) -> Snapshot:
+        return Snapshot(*(a - b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+    @property
+    def billed_reads(self) -> int:
+        return self.reads + self.empty_queries
+
+    @property
+    def billed_writes(self) -> int:
+        return self.writes - self.deletes
+
+
+class Meter:
+    """The shared exact DocumentMeter, plus the two billing rules it leaves out."""
+
+    def __init__(self, client) -> None:
+        self.documents = DocumentMeter(client)
+        self.billing = BillingMeter(client)
+
+    def counts(self) -> Snapshot:
+        d = self.documents.counts()
+        b = self.billing.counts()
+        return Snapshot(d.reads, d.writes, d.queries, d.commits, b.empty_queries, b.deletes)
+
+
+def new_project(scenario: str) -> str:
+    return f"bench-{scenario}-{uuid.uuid4().hex[:8]}"
+
+
+# -- HTTP -----------------------------------------------------------------------------------
+@dataclass
+class Response:
+    status: int
+    body: Any
+    seconds: float
+
+
+class HttpClient:
+    """One keep-alive connection per thread to the gateway; JSON in, JSON out."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._local = threading.local()
+
+    def _connection(self) -> http.client.HTTPConnection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = http.client.HTTPConnection(HOST, self.port, timeout=60)
+            self._local.connection = connection
+        return connection
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        body: Any = None,
+        idempotency_key: str | None = None,
+    ) -> Response:
+        headers = {"Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        for attempt in (1, 2):
+            connection = self._connection()
+            started = time.perf_counter()
+            try:
+                connection.request(method, path, body=data, headers=headers)
+                reply = connection.getresponse()
+                raw = reply.read()
+            except (http.client.HTTPException, ConnectionError, OSError):
+                connection.close()
+                self._local.connection = None
+                if attempt == 2:
+                    raise
+                continue  # a keep-alive connection the server closed: one fresh try
+            seconds = time.perf_counter() - started
+            if reply.getheader("Connection", "").lower() == "close":
+                connection.close()
+                self._local.connection = None
+            try:
+                parsed = json.loads(raw) if raw else None
+            except ValueError:
+                parsed = raw.decode(errors="replace")
+            return Response(reply.status, parsed, seconds)
+        raise AssertionError("unreachable")
+
+
+def error_code(response: Response) -> str:
+    if isinstance(response.body, dict) and isinstance(response.body.get("error"), dict):
+        return str(response.body["error"].get("code"))
+    return str(response.status)
+
+
+# -- the closed loop -------------------------------------------------------------------------
+Operation = Callable[[int, random.Random], str]
+
+
+@dataclass
+class _Shared:
+    latencies: list[float] = field(default_factory=list)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    issued: int = 0
+    stop: bool = False
+
+
+def run_closed_loop(
+    name: str,
+    operation: Operation,
+    *,
+    concurrency: int,
+    duration_s: float | None = None,
+    max_operations: int | None = None,
+    progress: Progress,
+    seed: int = 1,
+    warmup_s: float = 0.0,
+    snapshot: Callable[[], Any] | None = None,
+) -> PhaseResult:
+    """Each worker calls operation(worker, rng) back to back; it returns an outcome label.
+
+    The operation's own latency is the wall time of the call. An exception is an outcome
+    ("error:<Type>") and a sample of its message is kept; the run goes on.
+    `operation` may return "stop" to end the phase (e.g. no patients left).
+    `snapshot` (e.g. a DocumentMeter's counts) is taken when the measured window opens and
+    when it closes; their difference is `result.window_counts`.
+    """
+    shared = _Shared()
+    lock = threading.Lock()
+    barrier = threading.Barrier(concurrency + 1)
+    measuring = threading.Event()
+
+    def worker(index: int) -> None:
+        rng = random.Random(seed * 100_003 + index)
+        barrier.wait()
+        while not shared.stop:
+            with lock:
+                if max_operations is not None and shared.issued >= max_operations:
+                    return
+                shared.issued += 1
+            started = time.perf_counter()
+            try:
+                outcome = operation(index, rng)
+            except Exception as err:  # noqa: BLE001 (an error is a measured outcome)
+                outcome = f"error:{type(err).__name__}"
+                with lock:
+                    if len(shared.errors) < 20:
+                        shared.errors.append(
+                            f"{type(err).__name__}: {err}"[:300]
+                            + " | "
+                            + traceback.format_exc(limit=2).splitlines()[-1][:200]
+                        )
+            seconds = time.perf_counter() - started
+            if outcome == "stop":
+                shared.stop = True
+                return
+            if measuring.is_set():
+                with lock:
+                    shared.latencies.append(seconds)
+                    shared.outcomes[outcome] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    if warmup_s > 0:
+        time.sleep(warmup_s)
+    opened = snapshot() if snapshot else None
+    measuring.set()
+    started = time.monotonic()
+    deadline = started + duration_s if duration_s is not None else None
+    while any(t.is_alive() for t in threads):
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            measuring.clear()  # operations still in flight end after the window: not counted
+            shared.stop = True
+            break
+        with lock:
+            done = len(shared.latencies)
+            recent = shared.latencies[-200:]
+            failures = sum(n for k, n in shared.outcomes.items() if k.startswith(("error", "fail")))
+        p50 = percentile(recent, 50)
+        left = f", {deadline - now:4.0f} s left" if deadline is not None else ""
+        progress.update(
+            f"{name} c={concurrency}: {done:,} ops, {rate(done, now - started):7.1f}/s, "
+            f"p50 {1000 * (p50 or 0):6.1f} ms, failures {failures}{left}"
+        )
+        time.sleep(0.1)
+    elapsed = time.monotonic() - started
+    closed = snapshot() if snapshot else None
+    for thread in threads:
+        thread.join(timeout=120)
+    result = PhaseResult(name, concurrency, elapsed, list(shared.latencies), shared.outcomes)
+    result.errors = shared.errors
+    if snapshot:
+        result.window_counts = closed - opened
+    progress.done(
+        f"{name} c={concurrency}: {result.operations:,} ops in {elapsed:.1f} s = "
+        f"{rate(result.operations, elapsed):.1f}/s, p50 "
+        f"{1000 * (percentile(result.latencies_s, 50) or 0):.1f} ms, p99 "
+        f"{1000 * (percentile(result.latencies_s, 99) or 0):.1f} ms, "
+        f"outcomes {dict(result.outcomes)}"
+    )
+    return result

@@ -1,0 +1,558 @@
+"""Carrying out visits at a point: the day's list, check-in, completion, no-show, walk-ins.
+
+Every change is one commit holding the change, its event (outbox) and its audit entry: a
+vaccination record without its `vaccination.completed` event for P1, or without the audit
+entry of the staff member who recorded it, cannot exist.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from collections.abc import Callable
+from datetime import date, datetime, time
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from common.adapters.firestore_store import (
+    ACTIVE_DOSES,
+    APPOINTMENTS,
+    REFERRALS,
+    RPC,
+    SEATS,
+    VACCINATIONS,
+    get_many,
+    get_with_version,
+)
+from common.adapters.pubsub_publisher import EventPublisher
+from common.domain.appointments import Appointment, active_dose_lock_id
+from common.domain.calendar import SlotRef
+from common.domain.eligibility import CohortRules, check_booking_eligibility
+from common.domain.errors import (
+    AlreadyBookedError,
+    AppointmentNotFoundError,
+    ForbiddenError,
+    InvalidStateTransitionError,
+    PatientMismatchError,
+    ProductNotOfferedError,
+)
+from common.domain.events import (
+    AppointmentCancelled,
+    AppointmentNoShow,
+    DomainEvent,
+    VaccinationCompleted,
+)
+from common.domain.pesel import parse_pesel, pesel_key
+from common.domain.series import plan_next_dose
+from common.domain.vaccines import VaccineCatalogue
+from common.domain.visits import (
+    LOT_NUMBER_PATTERN,
+    check_product_age,
+    completes_referral,
+    leftover_dose_plan,
+    local_day,
+    patient_summary,
+    require_booked,
+    require_same_product,
+    require_started,
+    require_visit_day,
+)
+from common.services import outbox
+from common.services.actions import (
+    Subject,
+    audit_action,
+    patients_by_key,
+    write_free_increments,
+)
+from common.services.booking import BookingService
+from common.services.idempotency import IdempotencyScope, StoredResponse
+from common.services.point_access import authorize_point, load_point
+
+MAX_STATE_RETRIES = 5
+_PESEL = r"^\d{11}$"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class VisitsQuery(_Body):
+    date: date
+
+
+class CheckInRequest(_Body):
+    pesel: str = Field(pattern=_PESEL)
+
+
+class CompleteRequest(_Body):
+    product: str = Field(min_length=1, max_length=40)
+    lot_number: str = Field(pattern=LOT_NUMBER_PATTERN)
+
+
+class NoShowRequest(_Body):
+    note: str | None = Field(default=None, max_length=500)
+
+
+class WalkInRequest(_Body):
+    pesel: str = Field(pattern=_PESEL)
+    product: str = Field(min_length=1, max_length=40)
+    lot_number: str = Field(pattern=LOT_NUMBER_PATTERN)
+    leftover_dose: bool = False
+    reason: str | None = Field(default=None, min_length=3, max_length=500)
+
+    @model_validator(mode="after")
+    def _leftover_reason(self) -> WalkInRequest:
+        if self.leftover_dose and not self.reason:
+            raise ValueError("a leftover-dose walk-in needs a 'reason'")
+        return self
+
+
+def _visit_view(appointment: Appointment, data: dict[str, Any], patient: Any) -> dict[str, Any]:
+    return {
+        "appointment_id": appointment.appointment_id,
+        "slot_id": appointment.slot_id,
+        "starts_at": appointment.starts_at.isoformat(),
+        "product": appointment.product,
+        "dose_kind": appointment.dose_kind,
+        "dose_number": appointment.dose_number,
+        "status": appointment.status.value,
+        "checked_in_at": _iso(data.get("checked_in_at")),
+        "patient": patient_summary(patient),
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else None
+
+
+class VisitService:
+    def __init__(
+        self,
+        client: firestore.Client,
+        catalogue: VaccineCatalogue,
+        cohorts: CohortRules,
+        pesel_secret: bytes,
+        booking: BookingService,
+        publisher: EventPublisher | None = None,
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        self.publisher = publisher
+        self.db = client
+        self.catalogue = catalogue
+        self.cohorts = cohorts
+        self.secret = pesel_secret
+        self.booking = booking
+        self.new_id = new_id
+
+    # -- the day's list -------------------------------------------------------------------
+    def day_list(self, actor: Any, point_id: str, day: date, now: datetime) -> dict[str, Any]:
+        authorize_point(actor, point_id)
+        load_point(self.db, point_id)
+        query = (
+            self.db.collection(APPOINTMENTS)
+            .where(filter=firestore.FieldFilter("point_id", "==", point_id))
+            .where(filter=firestore.FieldFilter("day", "==", day.isoformat()))
+        )
+        rows = [(Appointment.model_validate(s.to_dict()), s.to_dict()) for s in query.stream(**RPC)]
+        rows.sort(key=lambda r: (r[0].starts_at, r[0].appointment_id))
+        walk_ins_query = (
+            self.db.collection(VACCINATIONS)
+            .where(filter=firestore.FieldFilter("point_id", "==", point_id))
+            .where(filter=firestore.FieldFilter("dose.given_on", "==", day.isoformat()))
+        )
+        walk_ins = [s.to_dict() for s in walk_ins_query.stream(**RPC) if s.to_dict().get("walk_in")]
+        today = local_day(now)
+        people = patients_by_key(
+            self.db,
+            [a.patient_key for a, _ in rows] + [w["patient_key"] for w in walk_ins],
+            today,
+        )
+        return {
+            "point_id": point_id,
+            "date": day.isoformat(),
+            "visits": [_visit_view(a, d, people.get(a.patient_key)) for a, d in rows],
+            "walk_ins": [
+                {
+                    "vaccination_id": w["vaccination_id"],
+                    "product": w["dose"]["product_code"],
+                    "dose_number": w["dose"]["dose_number"],
+                    "leftover_dose": bool(w.get("leftover_dose")),
+                    "lot_number": w["lot_number"],
+                    "patient": patient_summary(people.get(w["patient_key"])),
+                }
+                for w in sorted(walk_ins, key=lambda w: w["recorded_at"])
+            ],
+        }
+
+    # -- shared ---------------------------------------------------------------------------
+    def _load_for_staff(self, actor: Any, appointment_id: str) -> tuple[Appointment, datetime]:
+        if actor.role not in ("staff", "admin"):
+            raise ForbiddenError(f"this operation is not open to the role '{actor.role}'")
+        if not appointment_id or len(appointment_id) > 64 or "/" in appointment_id:
+            raise AppointmentNotFoundError()
+        if appointment_id.startswith("__") or appointment_id in (".", ".."):
+            raise AppointmentNotFoundError()
+        data, version = get_with_version(self.db.collection(APPOINTMENTS).document(appointment_id))
+        if data is None or version is None:
+            raise AppointmentNotFoundError()
+        appointment = Appointment.model_validate(data)
+        authorize_point(actor, appointment.point_id)
+        return appointment, version
+
+    def _response(self, appointment: Appointment, extra: dict[str, Any]) -> StoredResponse:
+        return StoredResponse(200, {"appointment": appointment.to_api() | extra})
+
+    # -- check-in -------------------------------------------------------------------------
+    def check_in(
+        self,
+        actor: Any,
+        appointment_id: str,
+        body: CheckInRequest,
+        now: datetime,
+        idem: IdempotencyScope | None = None,
+    ) -> StoredResponse:
+        for _ in range(MAX_STATE_RETRIES):
+            appointment, version = self._load_for_staff(actor, appointment_id)
+            require_booked(appointment, "check in")
+            require_visit_day(appointment, now)
+            typed = pesel_key(parse_pesel(body.pesel, local_day(now)), self.secret)
+            if not hmac.compare_digest(typed, appointment.patient_key):
+                raise PatientMismatchError()
+            response = self._response(appointment, {"checked_in_at": now.isoformat()})
+            batch = self.db.batch()
+            batch.update(
+                self.db.collection(APPOINTMENTS).document(appointment.appointment_id),
+                {"checked_in_at": now, "updated_at": now},
+                option=self.db.write_option(last_update_time=version),
+            )
+            audit_action(batch, self.db, actor, "visit.check_in", [appointment], now)
+            if idem is not None:
+                idem.complete(batch, response)
+            try:
+                batch.commit(**RPC)
+            except (gexc.FailedPrecondition, gexc.NotFound):
+                continue
+            return response
+        raise InvalidStateTransitionError("the visit keeps changing; try again")
+
+    # -- completion -----------------------------------------------------------------------
+    def complete(
+        self,
+        actor: Any,
+        appointment_id: str,
+        body: CompleteRequest,
+        now: datetime,
+        idem: IdempotencyScope | None = None,
+    ) -> StoredResponse:
+        for _ in range(MAX_STATE_RETRIES):
+            appointment, version = self._load_for_staff(actor, appointment_id)
+            require_booked(appointment, "complete")
+            require_visit_day(appointment, now)
+            require_same_product(appointment, body.product)
+            product = self.catalogue.get(body.product)
+            given_on = local_day(now)
+            closes = completes_referral(appointment.dose_kind, appointment.dose_number, product)
+            event = VaccinationCompleted(
+                event_id=uuid.uuid4().hex,
+                occurred_at=now,
+                appointment_id=appointment.appointment_id,
+                patient_key=appointment.patient_key,
+                product=product.code,
+                lot_number=body.lot_number,
+                dose_number=appointment.dose_number,
+                dose_kind=appointment.dose_kind,
+                point_id=appointment.point_id,
+                given_on=given_on,
+                referral_id=appointment.referral_id,
+            )
+            response = self._response(
+                appointment.model_copy(update={"status": "completed", "updated_at": now}),
+                {"lot_number": body.lot_number, "referral_closed": closes},
+            )
+            batch = self.db.batch()
+            batch.update(
+                self.db.collection(APPOINTMENTS).document(appointment.appointment_id),
+                {
+                    "status": "completed",
+                    "updated_at": now,
+                    "completed_at": now,
+                    "lot_number": body.lot_number,
+                },
+                option=self.db.write_option(last_update_time=version),
+            )
+            batch.create(
+                self.db.collection(VACCINATIONS).document(appointment.appointment_id),
+                {
+                    "vaccination_id": appointment.appointment_id,
+                    "appointment_id": appointment.appointment_id,
+                    "patient_key": appointment.patient_key,
+                    "dose": {
+                        "product_code": product.code,
+                        "dose_number": appointment.dose_number,
+                        "given_on": given_on.isoformat(),
+                        "kind": appointment.dose_kind,
+                    },
+                    "lot_number": body.lot_number,
+                    "point_id": appointment.point_id,
+                    "leftover_dose": False,
+                    "walk_in": False,
+                    "recorded_at": now,
+                    "recorded_by_role": actor.role,
+                },
+            )
+            if closes:
+                self._close_referral(batch, appointment.referral_id, now)
+            outbox.add_events(batch, self.db, [event])
+            audit_action(batch, self.db, actor, "visit.complete", [appointment], now)
+            if idem is not None:
+                idem.complete(batch, response)
+            try:
+                batch.commit(**RPC)
+            except (gexc.FailedPrecondition, gexc.NotFound, gexc.Conflict):
+                continue
+            outbox.publish_now(self.db, self.publisher, [event])
+            return response
+        raise InvalidStateTransitionError("the visit keeps changing; try again")
+
+    def _close_referral(self, batch: firestore.WriteBatch, referral_id: str, now: datetime) -> None:
+        ref = self.db.collection(REFERRALS).document(referral_id)
+        if get_with_version(ref)[0] is None:
+            return  # a referral kept only in P1: P1 closes it on the event
+        batch.update(ref, {"referral.status": "used", "used_at": now})
+
+    # -- no-show --------------------------------------------------------------------------
+    def no_show(
+        self,
+        actor: Any,
+        appointment_id: str,
+        body: NoShowRequest,
+        now: datetime,
+        idem: IdempotencyScope | None = None,
+    ) -> StoredResponse:
+        for _ in range(MAX_STATE_RETRIES):
+            appointment, version = self._load_for_staff(actor, appointment_id)
+            require_booked(appointment, "mark as no-show")
+            require_started(appointment, now)
+            linked = self._linked_second_dose(appointment)
+            events: list[DomainEvent] = [
+                AppointmentNoShow(
+                    event_id=uuid.uuid4().hex,
+                    occurred_at=now,
+                    appointment_id=appointment.appointment_id,
+                    series_id=appointment.series_id,
+                    patient_key=appointment.patient_key,
+                    point_id=appointment.point_id,
+                    slot_id=appointment.slot_id,
+                    product=appointment.product,
+                    dose_number=appointment.dose_number,
+                    starts_at=appointment.starts_at,
+                )
+            ]
+            response = self._response(
+                appointment.model_copy(update={"status": "no_show", "updated_at": now}),
+                {"cancelled_linked_appointment_id": linked[0].appointment_id if linked else None},
+            )
+            batch = self.db.batch()
+            batch.update(
+                self.db.collection(APPOINTMENTS).document(appointment.appointment_id),
+                {"status": "no_show", "updated_at": now, "no_show_note": body.note},
+                option=self.db.write_option(last_update_time=version),
+            )
+            # The dose was not given: the patient may book it again.
+            batch.delete(self.db.collection(ACTIVE_DOSES).document(self._lock_id(appointment)))
+            if linked:
+                dose2, dose2_version = linked
+                batch.update(
+                    self.db.collection(APPOINTMENTS).document(dose2.appointment_id),
+                    {
+                        "status": "cancelled",
+                        "updated_at": now,
+                        "cancel_reason": "first_dose_missed",
+                    },
+                    option=self.db.write_option(last_update_time=dose2_version),
+                )
+                batch.delete(self.db.collection(SEATS).document(dose2.seat_id))
+                batch.delete(self.db.collection(ACTIVE_DOSES).document(self._lock_id(dose2)))
+                write_free_increments(batch, self.db, [(dose2.slot_id, +1)])
+                events.append(
+                    AppointmentCancelled(
+                        event_id=uuid.uuid4().hex,
+                        occurred_at=now,
+                        appointment_id=dose2.appointment_id,
+                        series_id=dose2.series_id,
+                        patient_key=dose2.patient_key,
+                        point_id=dose2.point_id,
+                        slot_id=dose2.slot_id,
+                        product=dose2.product,
+                        dose_number=dose2.dose_number,
+                        starts_at=dose2.starts_at,
+                        channel="point",
+                        reason="first_dose_missed",
+                    )
+                )
+            outbox.add_events(batch, self.db, events)
+            subjects = [appointment] + ([linked[0]] if linked else [])
+            audit_action(batch, self.db, actor, "visit.no_show", subjects, now)
+            if idem is not None:
+                idem.complete(batch, response)
+            try:
+                batch.commit(**RPC)
+            except (gexc.FailedPrecondition, gexc.NotFound):
+                continue
+            outbox.publish_now(self.db, self.publisher, events)
+            return response
+        raise InvalidStateTransitionError("the visit keeps changing; try again")
+
+    @staticmethod
+    def _lock_id(a: Appointment) -> str:
+        return active_dose_lock_id(a.patient_key, a.dose_kind, a.dose_number, a.booster_number)
+
+    def _linked_second_dose(self, appointment: Appointment) -> tuple[Appointment, datetime] | None:
+        if appointment.dose_number != 1 or not appointment.linked_appointment_id:
+            return None
+        data, version = get_with_version(
+            self.db.collection(APPOINTMENTS).document(appointment.linked_appointment_id)
+        )
+        if data is None or version is None:
+            return None
+        linked = Appointment.model_validate(data)
+        return (linked, version) if linked.is_active else None
+
+    # -- walk-in --------------------------------------------------------------------------
+    def walk_in(
+        self,
+        actor: Any,
+        point_id: str,
+        body: WalkInRequest,
+        now: datetime,
+        idem: IdempotencyScope | None = None,
+    ) -> StoredResponse:
+        authorize_point(actor, point_id)
+        point = load_point(self.db, point_id)
+        product = self.catalogue.get(body.product)
+        if product.code not in (point.get("products") or []):
+            raise ProductNotOfferedError(details={"product": product.code})
+        today = local_day(now)
+        pesel = parse_pesel(body.pesel, today)
+        patient_key = pesel_key(pesel, self.secret)
+        history = self.booking._history(patient_key)
+        referrals = self.booking._referrals(patient_key)
+        if body.leftover_dose:
+            check_product_age(product, pesel.birth_date, today)
+            kind, dose_number = leftover_dose_plan(history, product)
+            booster_number = dose_number if kind == "booster" else 0
+            matching = [r for r in referrals if r.kind == kind and r.status == "active"]
+            referral = max(matching, key=lambda r: r.valid_to) if matching else None
+        else:
+            plan = plan_next_dose(history, product, self.catalogue)
+            kind, dose_number, booster_number = plan.kind, plan.dose_number, plan.booster_number
+            referral = self.booking._pick_referral(
+                referrals, plan, SlotRef(point_id, today, time(0, 0), product.code)
+            )
+            check_booking_eligibility(
+                birth_date=pesel.birth_date,
+                referral=referral,
+                product=product,
+                visit_date=today,
+                now=now,
+                channel="point",
+                cohorts=self.cohorts,
+                previous_doses=history,
+            )
+        vaccination_id = self.new_id()
+        closes = referral is not None and completes_referral(kind, dose_number, product)
+        event = VaccinationCompleted(
+            event_id=uuid.uuid4().hex,
+            occurred_at=now,
+            appointment_id=vaccination_id,
+            patient_key=patient_key,
+            product=product.code,
+            lot_number=body.lot_number,
+            dose_number=dose_number,
+            dose_kind=kind,
+            point_id=point_id,
+            given_on=today,
+            walk_in=True,
+            leftover_dose=body.leftover_dose,
+            referral_id=referral.referral_id if referral else None,
+        )
+        record = {
+            "vaccination_id": vaccination_id,
+            "appointment_id": None,
+            "patient_key": patient_key,
+            "dose": {
+                "product_code": product.code,
+                "dose_number": dose_number,
+                "given_on": today.isoformat(),
+                "kind": kind,
+            },
+            "lot_number": body.lot_number,
+            "point_id": point_id,
+            "leftover_dose": body.leftover_dose,
+            "leftover_reason": body.reason if body.leftover_dose else None,
+            "walk_in": True,
+            "recorded_at": now,
+            "recorded_by_role": actor.role,
+        }
+        response = StoredResponse(
+            201,
+            {
+                "vaccination": {
+                    "vaccination_id": vaccination_id,
+                    "point_id": point_id,
+                    "product": product.code,
+                    "dose_kind": kind,
+                    "dose_number": dose_number,
+                    "given_on": today.isoformat(),
+                    "lot_number": body.lot_number,
+                    "leftover_dose": body.leftover_dose,
+                    "referral_closed": closes,
+                }
+            },
+        )
+        batch = self.db.batch()
+        lock_id = active_dose_lock_id(patient_key, kind, dose_number, booster_number)
+        # The dose's lock, taken with create(): a booked visit for this very dose (or a
+        # second walk-in recorded at the same moment) refuses this one.
+        batch.create(
+            self.db.collection(ACTIVE_DOSES).document(lock_id),
+            {
+                "appointment_id": vaccination_id,
+                "series_id": vaccination_id,
+                "patient_key": patient_key,
+                "claimed_at": now,
+                "walk_in": True,
+            },
+        )
+        batch.create(self.db.collection(VACCINATIONS).document(vaccination_id), record)
+        if closes and referral is not None:
+            self._close_referral(batch, referral.referral_id, now)
+        outbox.add_events(batch, self.db, [event])
+        audit_action(
+            batch,
+            self.db,
+            actor,
+            "visit.walk_in_leftover" if body.leftover_dose else "visit.walk_in",
+            [Subject(vaccination_id, patient_key)],
+            now,
+            point_id=point_id,
+            leftover_dose=body.leftover_dose,
+            leftover_reason=body.reason if body.leftover_dose else None,
+        )
+        if idem is not None:
+            idem.complete(batch, response)
+        try:
+            batch.commit(**RPC)
+        except gexc.Conflict:
+            holder = get_many(self.db, [self.db.collection(ACTIVE_DOSES).document(lock_id)])
+            held = next(iter(holder.values()), None) or {}
+            raise AlreadyBookedError(
+                "this patient already has a booked visit (or a record) for this dose; "
+                "complete or cancel that visit instead",
+                details={"appointment_id": held.get("appointment_id")},
+            ) from None
+        outbox.publish_now(self.db, self.publisher, [event])
+        return response

@@ -1,0 +1,18 @@
+"""GET /v1/me/dependents: the calling patient's children under 18 and their appointments."""
+
+import functions_framework
+
+from common import wiring
+from common.entry import caller, own_patient_key, require_method
+from common.http import endpoint, json_response
+from common.services.dependents import dependents_of
+
+
+@functions_framework.http
+@endpoint
+def list_my_dependents(request):
+    require_method(request, "GET")
+    principal = caller(request)
+    principal.require_role("patient")
+    key = own_patient_key(principal)
+    return json_response(dependents_of(wiring.booking_service(), key, wiring.now()))

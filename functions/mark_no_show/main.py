@@ -1,0 +1,27 @@
+"""POST /v1/appointments/{appointment_id}/no-show: the patient did not come."""
+
+import functions_framework
+
+from common import wiring
+from common.entry import actor_of, caller, idempotent_write, require_method
+from common.http import endpoint, json_response, parse_json, path_param
+from common.services.visits import NoShowRequest
+
+
+@functions_framework.http
+@endpoint
+def mark_no_show(request):
+    require_method(request, "POST")
+    principal = caller(request)
+    principal.require_role("staff", "admin")
+    body = parse_json(request, NoShowRequest)
+    appointment_id = path_param(request, "/v1/appointments/")
+    service = wiring.visit_service()
+    result = idempotent_write(
+        request,
+        principal,
+        "mark_no_show",
+        body,
+        lambda idem: service.no_show(actor_of(principal), appointment_id, body, wiring.now(), idem),
+    )
+    return json_response(result.body, result.status)

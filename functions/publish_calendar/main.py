@@ -1,0 +1,27 @@
+"""POST /v1/points/{point_id}/calendar/publish: add a template's slots (staff of the point)."""
+
+import functions_framework
+
+from common import wiring
+from common.entry import actor_of, caller, idempotent_write, require_method
+from common.http import endpoint, json_response, parse_json, path_param
+from common.services.staff_calendar import PublishCalendarRequest
+
+
+@functions_framework.http
+@endpoint
+def publish_calendar(request):
+    require_method(request, "POST")
+    principal = caller(request)
+    principal.require_role("staff", "admin")
+    body = parse_json(request, PublishCalendarRequest)
+    point_id = path_param(request, "/v1/points/")
+    service = wiring.staff_calendar_service()
+    result = idempotent_write(
+        request,
+        principal,
+        "publish_calendar",
+        body,
+        lambda idem: service.publish(actor_of(principal), point_id, body, wiring.now(), idem),
+    )
+    return json_response(result.body, result.status)

@@ -1,0 +1,447 @@
+"""Static checks of terraform/ against the code and common/declarations.yaml (no cloud access).
+
+What needs a tool that may be missing (terraform, checkov) is skipped with the reason; the
+Cloud Build pipeline has both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from common.declarations import Declarations, is_forbidden_role, load_declarations
+from tests.infra._support import (
+    ENVIRONMENTS,
+    MODULES,
+    OPENAPI,
+    ROOT,
+    TERRAFORM,
+    blocks,
+    declarations,
+    decorator_kind,
+    function_folders,
+    module_dir_resources,
+    names_used_by_code,
+    parse_tf,
+    tf_files,
+    unquote,
+)
+
+CHECKOV_VERSION = "3.3.30"  # pinned here and in cloudbuild.yaml
+TERRAFORM_BIN = shutil.which("terraform")
+# Declared ahead of the code that will use them; each entry says why. When the code starts
+# using one, the test below fails until the entry is removed.
+DECLARED_NOT_YET_USED_QUEUES = {
+    "outbox-relay": "for the Cloud Tasks relay of outbox events; the scheduled sweep does it today",
+}
+TRIGGER_SIGNATURE = {"http": "http", "scheduled": "http", "pubsub_push": "cloud_event"}
+EXPECTED_MODULES = {
+    "project_services",
+    "identities",
+    "secrets",
+    "firestore",
+    "function_source",
+    "function",
+    "messaging",
+    "tasks",
+    "scheduler",
+    "api_gateway",
+    "web_bucket",
+    "monitoring",
+}
+
+
+def _tf_env() -> dict[str, str]:
+    return {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+
+
+# -- parsing and formatting -------------------------------------------------------------------
+def test_there_is_terraform():
+    assert len(tf_files()) > 20
+
+
+@pytest.mark.parametrize("path", tf_files(), ids=lambda p: str(p.relative_to(TERRAFORM)))
+def test_every_tf_file_parses(path: Path):
+    parsed = parse_tf(path)
+    assert isinstance(parsed, dict)
+
+
+@pytest.mark.skipif(TERRAFORM_BIN is None, reason="no terraform binary on PATH")
+def test_terraform_fmt_check():
+    result = subprocess.run(
+        [TERRAFORM_BIN, "fmt", "-check", "-recursive", "-diff", str(TERRAFORM)],
+        capture_output=True,
+        text=True,
+        env=_tf_env(),
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_modules_have_their_files_and_typed_validated_variables():
+    assert {p.name for p in MODULES.iterdir() if p.is_dir()} >= EXPECTED_MODULES
+    for module in sorted(p for p in MODULES.iterdir() if p.is_dir()):
+        for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf"):
+            assert (module / name).is_file(), f"{module.name}/{name} is missing"
+        for var, body in blocks(module / "variables.tf", "variable").items():
+            assert "type" in body, f"{module.name}: variable {var} has no type"
+            assert "description" in body, f"{module.name}: variable {var} has no description"
+    validated = sum(
+        "validation" in body
+        for module in MODULES.iterdir()
+        if module.is_dir()
+        for body in blocks(module / "variables.tf", "variable").values()
+    )
+    assert validated >= 15
+
+
+def _provider_pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for block in parse_tf(path).get("terraform", []):
+        for entry in block.get("required_providers", []):
+            for name, spec in entry.items():
+                if isinstance(spec, dict):
+                    pins[unquote(name)] = unquote(spec["version"])
+    return pins
+
+
+def test_providers_are_pinned_and_environments_use_a_gcs_backend():
+    for module in sorted(p for p in MODULES.iterdir() if p.is_dir()):
+        for name, version in _provider_pins(module / "versions.tf").items():
+            assert version == "~> 6.0", f"{module.name}: {name} {version}"
+    for env in ENVIRONMENTS:
+        versions = TERRAFORM / "environments" / env / "versions.tf"
+        assert _provider_pins(versions) == {"google": "~> 6.0", "google-beta": "~> 6.0"}
+        backend = parse_tf(versions)["terraform"][0]["backend"][0]
+        assert unquote(next(iter(backend))) == "gcs"
+        variables = blocks(TERRAFORM / "environments" / env / "variables.tf", "variable")
+        assert unquote(variables["region"]["default"]) == "europe-central2"
+
+
+def test_dev_and_prod_call_the_same_modules_the_same_way():
+    calls = {}
+    for env in ENVIRONMENTS:
+        modules = blocks(TERRAFORM / "environments" / env / "main.tf", "module")
+        calls[env] = {name: (unquote(b["source"]), sorted(b)) for name, b in modules.items()}
+    assert calls["dev"] == calls["prod"]
+    sources = {source.removeprefix("../../modules/") for source, _ in calls["dev"].values()}
+    assert sources == EXPECTED_MODULES
+
+
+def test_no_random_names():
+    for path in tf_files():
+        assert "random_" not in path.read_text(encoding="utf-8"), path
+
+
+# -- checkov ------------------------------------------------------------------------------------
+def _checkov() -> str | None:
+    return os.environ.get("CHECKOV_BIN") or shutil.which("checkov")
+
+
+def test_every_checkov_skip_is_justified():
+    pattern = re.compile(r"#checkov:skip=(CKV2?_[A-Z0-9_]+)(:?)(.*)")
+    for path in tf_files():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            match = pattern.search(line)
+            if match:
+                assert match.group(2) == ":" and len(match.group(3).strip()) >= 20, (
+                    f"{path}: {match.group(1)} is skipped without a reason"
+                )
+
+
+def test_checkov_is_pinned_in_the_pipeline():
+    assert f"checkov=={CHECKOV_VERSION}" in (ROOT / "cloudbuild.yaml").read_text(encoding="utf-8")
+
+
+@pytest.mark.skipif(_checkov() is None, reason="checkov not installed (set CHECKOV_BIN)")
+def test_checkov_passes():
+    result = subprocess.run([_checkov(), "--version"], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == CHECKOV_VERSION
+    result = subprocess.run(
+        [
+            _checkov(),
+            *("-d", str(TERRAFORM), "--framework", "terraform", "--skip-download"),
+            *("--quiet", "-o", "json"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    reports = json.loads(result.stdout)
+    reports = reports if isinstance(reports, list) else [reports]
+    failed = [
+        f"{c['check_id']} {c['resource']} {c['file_path']}"
+        for report in reports
+        for c in report.get("results", {}).get("failed_checks", [])
+    ]
+    assert failed == [] and result.returncode == 0, failed
+
+
+# -- functions: code <-> declarations <-> Terraform ---------------------------------------------
+def test_every_function_folder_is_declared_and_vice_versa():
+    assert set(function_folders()) == set(declarations()["functions"])
+
+
+@pytest.mark.parametrize("name", function_folders())
+def test_trigger_matches_the_code(name: str):
+    trigger = declarations()["functions"][name]["trigger"]
+    assert decorator_kind(name) == TRIGGER_SIGNATURE[trigger], (
+        f"functions/{name} is @functions_framework.{decorator_kind(name)}, "
+        f"but declared as {trigger}"
+    )
+
+
+def test_environments_deploy_every_declared_function_with_its_folder_as_entry_point():
+    for env in ENVIRONMENTS:
+        call = blocks(TERRAFORM / "environments" / env / "main.tf", "module")["function"]
+        assert call["for_each"] == "${local.functions}"
+        assert call["name"] == "${each.key}"
+        assert call["trigger"] == "${each.value.trigger}"
+        assert "${each.key}.zip" in call["source_zip"]
+        main = (TERRAFORM / "environments" / env / "main.tf").read_text(encoding="utf-8")
+        assert "local.declarations.functions" in main
+    (function,) = [
+        b for _, t, _, b in _module_resources("function") if t == "google_cloudfunctions2_function"
+    ]
+    assert function["build_config"][0]["entry_point"] == "${var.name}"
+    assert function["name"] == "${local.resource_name}"
+
+
+def _module_resources(module: str):
+    return [r for r in module_dir_resources() if r[0].parent == MODULES / module]
+
+
+def test_public_functions_are_exactly_the_openapi_backends():
+    spec = yaml.safe_load(OPENAPI.read_text(encoding="utf-8"))
+    x_functions = {
+        op["x-function"]
+        for item in spec["paths"].values()
+        for method, op in item.items()
+        if isinstance(op, dict) and "x-function" in op
+    }
+    public = {n for n, f in declarations()["functions"].items() if f.get("public")}
+    assert x_functions == public
+    for name in public:
+        assert declarations()["functions"][name]["trigger"] == "http"
+
+
+# -- messaging, queues, schedules: code <-> declarations ----------------------------------------
+def test_topics_used_by_the_code_are_declared_and_vice_versa():
+    decl = declarations()
+    used = names_used_by_code()["topics"]
+    assert "appointment-events" in used  # DomainEvent.topic
+    assert used <= set(decl["topics"]), used - set(decl["topics"])
+    dead_letter = {
+        s["dead_letter_topic"] for s in decl["subscriptions"].values() if "dead_letter_topic" in s
+    }
+    assert set(decl["topics"]) == used | dead_letter
+
+
+def test_subscriptions_match_topics_and_push_functions():
+    decl = declarations()
+    used = names_used_by_code()["topics"]
+    dead_letter = {
+        s["dead_letter_topic"] for s in decl["subscriptions"].values() if "dead_letter_topic" in s
+    }
+    pushed_to = set()
+    for name, sub in decl["subscriptions"].items():
+        assert sub["topic"] in used | dead_letter, f"{name} listens to a topic nobody publishes"
+        if "push_function" in sub:
+            target = sub["push_function"]
+            assert target in function_folders(), f"{name} pushes to a missing function"
+            assert decorator_kind(target) == "cloud_event"
+            pushed_to.add(target)
+            assert "dead_letter_topic" in sub, f"push subscription {name} has no dead-letter topic"
+    for topic in dead_letter:  # every dead-letter topic can be read (and replayed) by an operator
+        assert any(s["topic"] == topic for s in decl["subscriptions"].values()), topic
+    cloud_event = {n for n in function_folders() if decorator_kind(n) == "cloud_event"}
+    assert cloud_event == pushed_to
+
+
+def test_queues_used_by_the_code_are_declared_and_vice_versa():
+    declared = set(declarations()["queues"])
+    used = names_used_by_code()["queues"]
+    assert used <= declared, used - declared
+    assert declared - used == set(DECLARED_NOT_YET_USED_QUEUES)
+
+
+def test_schedules_target_scheduled_functions_and_vice_versa():
+    decl = declarations()
+    targets = {s["function"] for s in decl["schedules"].values()}
+    scheduled = {n for n, f in decl["functions"].items() if f["trigger"] == "scheduled"}
+    assert targets == scheduled
+    for target in targets:
+        assert target in function_folders() and decorator_kind(target) == "http"
+
+
+def test_functions_publish_only_to_declared_topics_and_read_declared_secrets():
+    decl = load_declarations()
+    for name, function in decl.functions.items():
+        assert set(function.publishes) <= set(decl.topics), name
+        assert set(function.secrets) <= set(decl.secrets), name
+    # Settings.from_env refuses to start without PESEL_HASH_KEY outside the emulators.
+    assert all("PESEL_HASH_KEY" in f.secrets for f in decl.functions.values())
+
+
+def test_check_references_rejects_undeclared_functions():
+    raw = yaml.safe_load((ROOT / "common" / "declarations.yaml").read_text(encoding="utf-8"))
+    raw["schedules"]["relay-outbox"]["function"] = "no_such_function"
+    with pytest.raises(ValueError, match="unknown function"):
+        Declarations.model_validate(raw).check_references()
+    raw = yaml.safe_load((ROOT / "common" / "declarations.yaml").read_text(encoding="utf-8"))
+    raw["subscriptions"]["outbox-audit-log"]["push_function"] = "relay_outbox"
+    with pytest.raises(ValueError, match="not pubsub_push"):
+        Declarations.model_validate(raw).check_references()
+
+
+# -- Firestore: indexes and TTL the code needs -------------------------------------------------
+def _firestore_call(env: str) -> dict:
+    return blocks(TERRAFORM / "environments" / env / "main.tf", "module")["firestore"]
+
+
+def test_ordered_fields_of_the_code_are_indexed():
+    for env in ENVIRONMENTS:
+        call = _firestore_call(env)
+        ordered = {unquote(v) for entry in [call["ordered_fields"]] for v in entry.values()}
+        assert names_used_by_code()["order_by"] <= ordered
+
+
+@pytest.mark.parametrize(
+    ("collection", "module"),
+    [
+        ("idempotency_keys", "common/services/idempotency.py"),
+        ("integration_log", "common/services/integration_log.py"),
+    ],
+)
+def test_ttl_fields_are_written_by_the_code(collection: str, module: str):
+    for env in ENVIRONMENTS:
+        field = unquote(_firestore_call(env)["ttl_fields"][collection])
+        assert f'"{field}"' in (ROOT / module).read_text(encoding="utf-8")
+
+
+# -- IAM: least privilege ------------------------------------------------------------------------
+def _iam_resources():
+    return [r for r in module_dir_resources() if "iam" in r[1]]
+
+
+def test_no_broad_roles_and_no_public_members():
+    assert _iam_resources()
+    for path, rtype, name, body in _iam_resources():
+        role = unquote(body.get("role", ""))
+        assert not (role.startswith("roles/") and is_forbidden_role(role)), (path, name, role)
+        member = str(body.get("member", "")) + str(body.get("members", ""))
+        assert "allUsers" not in member and "allAuthenticatedUsers" not in member, (path, name)
+        if rtype in {"google_project_iam_member", "google_project_iam_binding"}:
+            # project-wide grants come only from the declarations, which are validated
+            assert role == "${each.value}" and "var.project_roles" in body["for_each"]
+    for path in tf_files():
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r'role\s*=\s*"roles/(owner|editor)"', text), path
+        assert "google_project_iam_policy" not in text and "google_project_iam_binding" not in text
+    for name, function in load_declarations().functions.items():
+        for role in function.project_roles:
+            assert not is_forbidden_role(role), (name, role)
+
+
+def test_every_function_has_its_own_service_account():
+    resources = _module_resources("function")
+    accounts = [b for _, t, _, b in resources if t == "google_service_account"]
+    assert len(accounts) == 1 and accounts[0]["account_id"] == '"fn-${local.resource_name}"'
+    (function,) = [b for _, t, _, b in resources if t == "google_cloudfunctions2_function"]
+    service = function["service_config"][0]
+    assert service["service_account_email"] == "${google_service_account.this.email}"
+
+
+# -- API Gateway config rendering ----------------------------------------------------------------
+@pytest.mark.skipif(TERRAFORM_BIN is None, reason="no terraform binary on PATH")
+def test_openapi_render_gives_a_backend_to_every_operation(tmp_path: Path):
+    public = sorted(n for n, f in declarations()["functions"].items() if f.get("public"))
+    backends = {
+        n: {"uri": f"https://{n.replace('_', '-')}-x.a.run.app", "deadline": 30} for n in public
+    }
+    root = {
+        "module": {
+            "render": {
+                "source": str(MODULES / "openapi_render"),
+                "openapi_path": str(OPENAPI),
+                "identity_project_id": "demo-project",
+                "backends": backends,
+            }
+        },
+        "output": {
+            "document": {"value": "${module.render.document}"},
+            "missing": {"value": "${module.render.missing_backends}"},
+        },
+    }
+    (tmp_path / "main.tf.json").write_text(json.dumps(root), encoding="utf-8")
+    for args in (
+        ["init", "-input=false", "-backend=false"],
+        ["apply", "-auto-approve", "-input=false"],
+    ):
+        result = subprocess.run(
+            [TERRAFORM_BIN, *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=_tf_env(),
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+    out = subprocess.run(
+        [TERRAFORM_BIN, "output", "-json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=_tf_env(),
+        check=True,
+    )
+    outputs = json.loads(out.stdout)
+    assert outputs["missing"]["value"] == []
+    document = yaml.safe_load(outputs["document"]["value"])
+    source = yaml.safe_load(OPENAPI.read_text(encoding="utf-8"))
+    assert document["swagger"] == "2.0"
+    assert set(document["paths"]) == set(source["paths"])
+    for path, item in source["paths"].items():
+        for method, op in item.items():
+            rendered = document["paths"][path][method]
+            assert "x-function" not in rendered
+            backend = rendered["x-google-backend"]
+            assert backend["address"] == backends[op["x-function"]]["uri"]
+            assert backend["path_translation"] == "APPEND_PATH_TO_ADDRESS"
+            assert backend["deadline"] == 30
+            declared = {p["name"] for p in rendered["parameters"]}
+            assert declared == set(re.findall(r"\{([^}/]+)\}", path))
+    issuer = document["securityDefinitions"]["firebase"]["x-google-issuer"]
+    assert issuer == "https://securetoken.google.com/demo-project"
+
+
+# -- packaging ------------------------------------------------------------------------------
+def _packager():
+    sys.path.insert(0, str(TERRAFORM / "scripts"))
+    try:
+        import package_functions
+    finally:
+        sys.path.pop(0)
+    return package_functions
+
+
+def test_function_zips_have_main_at_the_root_and_are_reproducible(tmp_path: Path):
+    packager = _packager()
+    assert packager.discover() == function_folders()
+    name = function_folders()[0]
+    first = packager.build(name, tmp_path / "a").read_bytes()
+    second = packager.build(name, tmp_path / "b").read_bytes()
+    assert first == second
+    names = zipfile.ZipFile(tmp_path / "a" / f"{name}.zip").namelist()
+    assert "main.py" in names and "requirements.txt" in names and "common/__init__.py" in names
+    assert "common/declarations.yaml" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
