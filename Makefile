@@ -45,3 +45,10 @@ format: install
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .local .pytest_cache .ruff_cache
+
+## Benchmarks against the local stack (starts its own emulators): results in bench/results/.
+bench: install
+	$(BIN)/python -m bench $(ARGS)
+
+bench-quick: install
+	$(BIN)/python -m bench --quick $(ARGS)

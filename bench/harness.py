@@ -109,7 +109,7 @@ class Stack:
             self.server.shutdown()
             self.server.server_close()
         for process in reversed(self.processes):
-            process.stop()
+            process.stop(grace_s=3.0)
 
     # -- projects --------------------------------------------------------------------------
     def use_project(self, project_id: str, *, topics: bool = False) -> Meter:

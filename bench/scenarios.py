@@ -74,7 +74,7 @@ class Config:
             search_sizes=((100, 3), (500, 3), (1000, 3)),
             search_samples=30,
             search_levels=(1, 4, 16),
-            phase_s=2.5,
+            phase_s=2.0,
             booking_points=40,
             booking_days=45,
             cost_samples=4,
@@ -85,7 +85,7 @@ class Config:
             many_patients=250,
             peak_points=150,
             peak_concurrency=8,
-            peak_s=15.0,
+            peak_s=12.0,
             peak_patients=300,
         )
 

@@ -67,6 +67,7 @@ def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud
     pubsub_host = next(a for a in pubsub.argv if a.startswith("--host-port=")).split("=", 1)[1]
     os.environ["FIRESTORE_EMULATOR_HOST"] = firestore_host
     os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_host
+    _warm_up(firestore_host)
     try:
         yield LocalCloud(firestore_host, pubsub_host)
     finally:
@@ -74,6 +75,16 @@ def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud
             process.stop()
         os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
         os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+
+
+def _warm_up(firestore_host: str) -> None:
+    """One unhurried round trip: a just-started emulator on a busy machine answers its first
+    requests slowly (JIT), slower than the services' few-second RPC budget."""
+    from google.cloud import firestore
+
+    client = firestore.Client(project="warm-up")
+    client.collection("warm_up").document("ping").set({"at": 1}, timeout=120)
+    client.collection("warm_up").document("ping").get(timeout=120)
 
 
 @pytest.fixture

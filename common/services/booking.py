@@ -365,10 +365,7 @@ class BookingService:
         earliest, latest, planned = second_dose_window(product, first.day)
         if cmd.second_slot_id:
             ref = SlotRef.parse(cmd.second_slot_id)
-            if ref.point_id != first.point_id or ref.product != product_code:
-                raise ValidationFailedError(
-                    "the second dose is booked at the same point and with the same product"
-                )
+            self._require_same_point_and_product(ref, first)
             second_dose_allowed(product, first.day, ref.day)
             return SlotChoice([self._bookable(calendar, ref, now)], self.rng)
         candidates = calendar.second_dose_candidates(product_code, earliest, latest, planned)
@@ -382,6 +379,14 @@ class BookingService:
                 },
             )
         return SlotChoice(candidates, self.rng)
+
+    @staticmethod
+    def _require_same_point_and_product(second: SlotRef, first: SlotRef) -> None:
+        # A series booked (or moved) together stays together: same point, same product.
+        if second.point_id != first.point_id or second.product != first.product:
+            raise ValidationFailedError(
+                "the second dose is booked at the same point and with the same product"
+            )
 
     def _write_claim(
         self, batch: firestore.WriteBatch, appointment: Appointment, lock_id: str, now: datetime
@@ -635,6 +640,7 @@ class BookingService:
                 if not keeps:
                     if cmd.new_second_slot_id:
                         ref = SlotRef.parse(cmd.new_second_slot_id)
+                        self._require_same_point_and_product(ref, new_first.ref)
                         second_dose_allowed(product, new_first.ref.day, ref.day)
                         candidates = [self._bookable(self.calendar(ref.point_id), ref, now)]
                     else:

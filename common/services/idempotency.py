@@ -23,7 +23,6 @@ from google.cloud import firestore
 
 from common.adapters.firestore_store import IDEMPOTENCY, RPC
 from common.domain.errors import (
-    DomainError,
     IdempotencyKeyMismatchError,
     RequestInProgressError,
     ValidationFailedError,
@@ -99,10 +98,7 @@ class Idempotency:
             return replay
         try:
             return action(IdempotencyScope(ref))
-        except DomainError:
-            self._abandon(ref)
-            raise
-        except Exception:
+        except BaseException:
             self._abandon(ref)
             raise
 
@@ -147,7 +143,18 @@ class Idempotency:
             self._sleep(0.1)
 
     def _abandon(self, ref: firestore.DocumentReference) -> None:
+        """Let go of the key, unless the action's commit landed (its response may be lost).
+
+        A commit whose answer never arrived (a timeout, an outage) may still have written
+        COMPLETED; deleting the record then would turn the client's retry into a fresh
+        attempt ("already booked") instead of the replay it is owed.
+        """
         try:
-            ref.delete(**RPC)
+            snapshot = ref.get(**RPC)
+            if snapshot.exists and snapshot.get("status") == "IN_PROGRESS":
+                ref.delete(
+                    option=self._client.write_option(last_update_time=snapshot.update_time),
+                    **RPC,
+                )
         except gexc.GoogleAPICallError:
-            pass  # it expires as abandoned after ABANDONED_AFTER anyway
+            pass  # it is taken over as abandoned after ABANDONED_AFTER anyway

@@ -13,8 +13,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from emulator.processes import free_port, port_is_free
 
 ROOT = Path(__file__).resolve().parents[2]

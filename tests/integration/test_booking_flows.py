@@ -450,11 +450,6 @@ def test_moving_dose_one_when_dose_two_has_nowhere_to_go_changes_nothing(world: 
     assert world.snapshot() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: RescheduleAppointment.new_second_slot_id is not checked for product or point "
-    "(BookingService._plan_moves); booking refuses the same choice with 400 invalid_request",
-)
 @pytest.mark.parametrize("second", ["J56", "B56"])  # a jcovden slot; another point's slot
 def test_moving_dose_one_refuses_a_second_slot_of_another_product_or_point(
     world: World, second: str

@@ -301,11 +301,6 @@ def test_reschedule_is_idempotent(world: World) -> None:
     assert (world.free("ONE"), world.free("LATER")) == (1, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Idempotency.run deletes the key record on any exception, even when the "
-    "service's commit had landed and completed it (common/services/idempotency.py, _abandon)",
-)
 def test_a_retry_after_a_lost_commit_response_replays_the_booking(world: World) -> None:
     # The booking's commit lands but its answer is lost (a deadline, a dropped connection):
     # the caller gets a 503 and retries with the same key, as it is told to.

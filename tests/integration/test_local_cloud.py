@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 from google.cloud import firestore, pubsub_v1
@@ -42,9 +43,9 @@ class _Recorder(BaseHTTPRequestHandler):
     """A push endpoint or job target that records requests and answers a fixed status."""
 
     status = 200
-    received: list[dict] = []
+    received: ClassVar[list[dict]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
         type(self).received.append(
             {

@@ -65,7 +65,7 @@ def test_admin_creates_a_point_its_staff_publish_and_search_finds_it(world) -> N
         "patient-0",
         query={"lat": 50.0617, "lon": 19.9373, "product": "comirnaty", "radius_km": 1},
     )
-    assert [i["point"]["point_id"] for i in found.get_json()["items"]][0] == "pt-09999"
+    assert next(i["point"]["point_id"] for i in found.get_json()["items"]) == "pt-09999"
     updated = world.write("PUT", "/v1/points/pt-09999", "admin", NEW_POINT | {"name": "Nowa"})
     assert updated.status_code == 200
     assert world.db.collection(POINTS).document("pt-09999").get().to_dict()["name"] == "Nowa"

@@ -13,8 +13,12 @@ import pytest
 
 from common.adapters.firestore_metering import DocumentMeter
 from common.domain.calendar import WARSAW
-from common.services.directory import DIRECTORY_CHUNK, regular_calendar, write_calendars
-from common.services.directory import write_points
+from common.services.directory import (
+    DIRECTORY_CHUNK,
+    regular_calendar,
+    write_calendars,
+    write_points,
+)
 from common.services.search import SearchQuery, SearchService
 from common.wiring import catalogue
 from emulator.seed.points import generate_points
