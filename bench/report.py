@@ -285,8 +285,137 @@ def render(results: dict[str, Any]) -> str:
             f"bookings {_pct(ratio(bookings, ORIGINAL_BOOKINGS_PER_H / 3600))} of "
             f"{ORIGINAL_BOOKINGS_PER_H / 3600:.1f}/s, on one emulator and one process.",
         ]
+    out.append(render_projection(production_projection(results)))
     return "\n".join(out) + "\n"
+
+
+# ASSUMPTION, not a quote: Firestore Standard list prices in USD per 100,000 documents for a
+# regional (single-region) location, as published for us-central1 when this was written
+# (2025). europe-central2 (Warsaw) is priced separately and somewhat higher; replace these
+# with the current figures from https://cloud.google.com/firestore/pricing before relying on
+# the dollar amounts. The document counts do not depend on them.
+ASSUMED_PRICES_PER_100K = {"read": 0.03, "write": 0.09, "delete": 0.01}
+PRICE_NOTE = (
+    "assumed list prices per 100,000 documents: reads $0.03, writes $0.09, deletes $0.01 "
+    "(us-central1 regional, 2025; NOT verified for europe-central2 — substitute the current "
+    "Warsaw price)"
+)
+
+
+def production_projection(
+    results: dict[str, Any], prices: dict[str, float] | None = None
+) -> dict[str, Any] | None:
+    """Documents and cost at the original's peak, from the measured per-operation costs."""
+    prices = prices or ASSUMED_PRICES_PER_100K
+    sizes = (results.get("search") or {}).get("sizes") or []
+    cost = (results.get("booking") or {}).get("cost") or {}
+    if not sizes or "book_two_doses" not in cost:
+        return None
+    search_reads = max(r["reads_per_search_mean"] for r in sizes)
+    rows = {}
+    for label, c in (
+        ("one-dose", cost.get("book_single_dose")),
+        ("two-dose", cost["book_two_doses"]),
+    ):
+        if not c:
+            continue
+        writes = c["billed_writes"]
+        deletes = c["billed_deletes"]
+        reads = c["billed_reads"]
+        per_booking = (
+            reads * prices["read"] + writes * prices["write"] + deletes * prices["delete"]
+        ) / 100_000
+        rows[label] = {
+            "reads": reads,
+            "writes": writes,
+            "deletes": deletes,
+            "usd_per_booking": per_booking,
+            "usd_per_peak_hour": per_booking * ORIGINAL_BOOKINGS_PER_H,
+            "usd_per_day": per_booking * ORIGINAL_BOOKINGS_PER_DAY,
+            "writes_per_s_at_peak": writes * ORIGINAL_BOOKINGS_PER_H / 3600,
+        }
+    per_search = search_reads * prices["read"] / 100_000
+    return {
+        "search_reads": search_reads,
+        "search_reads_per_s_at_peak": search_reads * ORIGINAL_SEARCHES_PER_S,
+        "usd_per_search": per_search,
+        "usd_per_peak_hour_of_search": per_search * ORIGINAL_SEARCHES_PER_S * 3600,
+        "booking": rows,
+        "prices": prices,
+    }
+
+
+def render_projection(projection: dict[str, Any] | None) -> str:
+    if not projection:
+        return ""
+    p = projection
+    rows = [
+        [
+            "search (page of 5)",
+            p["search_reads"],
+            0,
+            0,
+            f"${p['usd_per_search'] * 1e6:.2f}",
+            f"{p['search_reads_per_s_at_peak']:,.0f} reads/s",
+            f"${p['usd_per_peak_hour_of_search']:,.2f}",
+            "–",
+        ],
+    ] + [
+        [
+            f"booking, {k}",
+            v["reads"],
+            v["writes"],
+            v["deletes"],
+            f"${v['usd_per_booking'] * 1e6:.2f}",
+            f"{v['writes_per_s_at_peak']:,.0f} writes/s",
+            f"${v['usd_per_peak_hour']:,.2f}",
+            f"${v['usd_per_day']:,.2f}",
+        ]
+        for k, v in p["booking"].items()
+    ]
+    return "\n".join(
+        [
+            "",
+            "## What it means at the original's peak (950 searches/s, 122,000 bookings/h, "
+            "880,000/day)",
+            "",
+            table(
+                [
+                    "operation",
+                    "billed reads",
+                    "writes",
+                    "deletes",
+                    "per million ops",
+                    "load at peak",
+                    "per peak hour",
+                    "per 880k-booking day",
+                ],
+                rows,
+            ),
+            "",
+            f"Dollar figures use {PRICE_NOTE}. Per operation cost = (reads x P_read + writes x "
+            "P_write + deletes x P_delete) / 100,000.",
+        ]
+    )
 
 
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.0f}%"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Re-render a results JSON as Markdown: python -m bench.report bench/results/latest.json"""
+    import json
+    import sys
+    from pathlib import Path
+
+    for name in argv if argv is not None else sys.argv[1:]:
+        path = Path(name)
+        results = json.loads(path.read_text())
+        clean = {k: v for k, v in results.items() if not (isinstance(v, dict) and "error" in v)}
+        path.with_suffix(".md").write_text(render(clean))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -9,6 +9,7 @@ country of 7,000 points x 9 days x 16 slots (about a million slots) is 7,000 doc
 from __future__ import annotations
 
 import functools
+import json
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +32,7 @@ from common.services.directory import DIRECTORY_CHUNK, directory_entry, regular_
 from emulator.seed.points import generate_points
 
 BATCH = 500
+MAX_BATCH_BYTES = 3_000_000  # a Commit request must stay under gRPC's 4 MiB message limit
 WRITERS = 4  # commits in flight at once while seeding
 
 
@@ -45,13 +47,20 @@ class BatchWriter:
         self.done = 0
         self._batch = client.batch()
         self._pending = 0
+        self._bytes = 0
         self._pool = ThreadPoolExecutor(max_workers=WRITERS)
         self._inflight: list[Future[Any]] = []
         self._lock = threading.Lock()
 
-    def set(self, collection: str, document_id: str, data: dict[str, Any]) -> None:
+    def set(
+        self, collection: str, document_id: str, data: dict[str, Any], size: int = 1_000
+    ) -> None:
+        """`size`: an upper estimate of the document's encoded bytes."""
+        if self._pending and self._bytes + size > MAX_BATCH_BYTES:
+            self.flush()
         self._batch.set(self.client.collection(collection).document(document_id), data)
         self._pending += 1
+        self._bytes += size
         if self._pending >= BATCH:
             self.flush()
 
@@ -61,6 +70,7 @@ class BatchWriter:
             self._inflight.append(self._pool.submit(self._commit, batch, size))
             self._batch = self.client.batch()
             self._pending = 0
+            self._bytes = 0
         while self._inflight and (wait or len(self._inflight) >= 2 * WRITERS):
             self._inflight.pop(0).result()
         if wait:
@@ -101,11 +111,13 @@ def seed_points(
         template = _template(tuple(point["products"]), first_day, days, slots_per_day, capacity)
         calendar = {"point_id": point["point_id"], "days": template}
         calendars.append(calendar)
-        writer.set(AVAILABILITY, point["point_id"], calendar)
+        writer.set(AVAILABILITY, point["point_id"], calendar, size=_encoded_size(template))
     ordered = sorted(points, key=lambda p: p["point_id"])
     for number, start in enumerate(range(0, len(ordered), DIRECTORY_CHUNK), start=1):
         entries = [directory_entry(p) for p in ordered[start : start + DIRECTORY_CHUNK]]
-        writer.set(POINT_DIRECTORY, f"chunk-{number:03d}", {"entries": entries})
+        writer.set(
+            POINT_DIRECTORY, f"chunk-{number:03d}", {"entries": entries}, size=400 * len(entries)
+        )
     writer.flush(wait=True)
     progress.done(counter_text(f"seeded {label}", writer.done, writer.total))
     return calendars
@@ -127,6 +139,11 @@ def _template(
         capacity=capacity,
         weekends=True,
     )["days"]
+
+
+def _encoded_size(template: dict[str, Any]) -> int:
+    """Twice the JSON size: a safe upper bound of the protobuf encoding of these maps."""
+    return 2 * len(json.dumps(template)) + 200
 
 
 def slot_ids(calendar: dict[str, Any], product: str | None = None) -> list[str]:

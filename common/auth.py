@@ -9,12 +9,14 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Literal
 
 import firebase_admin
 from firebase_admin import auth as firebase_auth
 
 from common.domain.errors import ForbiddenError, UnauthenticatedError
+from common.domain.pesel import is_valid_pesel
 
 Role = Literal["patient", "agent", "staff", "admin"]
 ROLES: tuple[Role, ...] = ("patient", "agent", "staff", "admin")
@@ -56,15 +58,17 @@ def verify_principal(
     except (ValueError, firebase_auth.InvalidIdTokenError) as err:
         raise UnauthenticatedError("the ID token is not valid") from err
     current = time.time() if now is None else now
-    if int(claims.get("exp", 0)) <= current:
-        raise UnauthenticatedError("the ID token has expired")
+    expires = claims.get("exp")
+    if isinstance(expires, bool) or not isinstance(expires, int | float) or expires <= current:
+        raise UnauthenticatedError("the ID token has expired or carries no valid expiry")
     role = claims.get("role")
     if role not in ROLES:
         raise ForbiddenError("the ID token carries no known role")
     pesel = claims.get("pesel")
     point_id = claims.get("point_id")
-    if role == "patient" and not isinstance(pesel, str):
-        raise ForbiddenError("a patient token must carry the patient's PESEL")
+    if role == "patient" and not (isinstance(pesel, str) and is_valid_pesel(pesel, date.today())):
+        # The token itself is at fault, not the request: the caller must sign in again.
+        raise UnauthenticatedError("a patient token must carry the patient's valid PESEL")
     if role == "staff" and not isinstance(point_id, str):
         raise ForbiddenError("a staff token must name its vaccination point")
     return Principal(

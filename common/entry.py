@@ -36,7 +36,8 @@ class MethodNotAllowedError(ValidationFailedError):
 
 
 def require_method(request: flask.Request, *methods: str) -> None:
-    if request.method not in methods:
+    allowed = set(methods) | ({"HEAD"} if "GET" in methods else set())
+    if request.method not in allowed:
         raise MethodNotAllowedError()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -19,9 +20,15 @@ from google.api_core import exceptions as gexc
 from pydantic import BaseModel, ValidationError
 
 from common import structured_log as log
-from common.domain.errors import DependencyUnavailableError, DomainError, ValidationFailedError
+from common.domain.errors import (
+    DependencyUnavailableError,
+    DomainError,
+    NotFoundError,
+    ValidationFailedError,
+)
 
 MAX_BODY_BYTES = 64 * 1024
+_PATH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 M = TypeVar("M", bound=BaseModel)
 
 # Failures of Google Cloud clients that mean "the dependency is not there right now".
@@ -92,7 +99,7 @@ def parse_json(request: flask.Request, model: type[M]) -> M:
         raise ValidationFailedError("the body must be JSON (Content-Type: application/json)")
     try:
         data = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ValidationFailedError("the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ValidationFailedError("the body must be a JSON object")
@@ -170,4 +177,8 @@ def path_param(request: flask.Request, prefix: str) -> str:
     segment = path[len(prefix) :].split("/", 1)[0]
     if not segment:
         raise ValidationFailedError("missing identifier in the path")
+    # Our ids are short [A-Za-z0-9_-] strings; anything else (Firestore's reserved __x__ ids,
+    # dots, control characters) names nothing that exists.
+    if not _PATH_ID.fullmatch(segment):
+        raise NotFoundError("no such resource")
     return segment

@@ -50,7 +50,7 @@ def discover_functions(functions_dir: Path = FUNCTIONS_DIR) -> list[str]:
 def _template_regex(template: str) -> re.Pattern[str]:
     parts = re.split(r"(\{[^}/]+\})", template)
     regex = "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
-    return re.compile(f"^{regex}$")
+    return re.compile(f"^{regex}\\Z")
 
 
 def load_routes(openapi_path: Path = OPENAPI_PATH) -> list[Route]:
@@ -100,6 +100,8 @@ class Gateway:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]):
         request = Request(environ)
         path = request.path
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in path):
+            return _json(404, "not_found", "not found")(environ, start_response)
         if path.startswith("/_functions/"):
             name = path[len("/_functions/") :].split("/", 1)[0]
             app = self.functions.get(name)
@@ -126,7 +128,13 @@ def build_function_apps(names: Iterable[str]) -> dict[str, WsgiApp]:
     apps: dict[str, WsgiApp] = {}
     for name in names:
         source = FUNCTIONS_DIR / name / "main.py"
-        apps[name] = functions_framework.create_app(target=name, source=str(source))
+        app = functions_framework.create_app(target=name, source=str(source))
+        # Flask's own 404/405 pages are HTML; the API always answers with its error body.
+        app.register_error_handler(404, lambda _e: _json(404, "not_found", "not found"))
+        app.register_error_handler(
+            405, lambda _e: _json(405, "method_not_allowed", "method not allowed")
+        )
+        apps[name] = app
     return apps
 
 

@@ -24,6 +24,7 @@ writes take no read locks, so nothing here is aborted by contention.
 from __future__ import annotations
 
 import random
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +81,7 @@ from common.services.guardians import may_act_for
 from common.services.idempotency import IdempotencyScope, StoredResponse
 
 MAX_STATE_RETRIES = 5
+_APPOINTMENT_ID = re.compile(r"[0-9a-f]{32}")  # uuid4().hex, as new_id() makes them
 
 
 @dataclass(frozen=True)
@@ -237,7 +239,7 @@ class BookingService:
         return sorted(found, key=lambda a: (a.starts_at, a.dose_number))
 
     def _load(self, appointment_id: str) -> tuple[Appointment, datetime]:
-        if not appointment_id or len(appointment_id) > 64 or "/" in appointment_id:
+        if not _APPOINTMENT_ID.fullmatch(appointment_id or ""):
             raise AppointmentNotFoundError()
         data, version = get_with_version(self.db.collection(APPOINTMENTS).document(appointment_id))
         if data is None or version is None:

@@ -33,6 +33,8 @@ from common.geo import GeoPoint, haversine_km, load_postcode_directory, normaliz
 DIRECTORY_TTL_S = 60.0
 MAX_SCAN_FACTOR = 4
 MAX_RANGE_DAYS = 60
+# Nobody books a vaccination years ahead; the cap also keeps date arithmetic far from year 9999.
+MAX_DAYS_AHEAD = 366
 SLOTS_PER_POINT = 3
 
 
@@ -80,12 +82,29 @@ def _decode_cursor(cursor: str | None) -> int:
         return 0
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        offset = int(json.loads(base64.urlsafe_b64decode(padded))["o"])
+        offset = json.loads(base64.urlsafe_b64decode(padded))["o"]
     except (ValueError, KeyError, TypeError):
         raise ValidationFailedError("the cursor is not valid") from None
-    if offset < 0:
+    # Only what _encode_cursor makes: a plain, non-negative int (not a float, bool or Infinity).
+    if type(offset) is not int or not 0 <= offset <= 1_000_000:
         raise ValidationFailedError("the cursor is not valid")
     return offset
+
+
+def _date_range(date_from: date | None, date_to: date | None, now: datetime) -> tuple[date, date]:
+    """The searched days: from today (or later) for 30 days unless given; bounded both ways."""
+    today = now.astimezone(WARSAW).date()
+    last_allowed = today + timedelta(days=MAX_DAYS_AHEAD)
+    for given in (date_from, date_to):
+        if given is not None and given > last_allowed:
+            raise ValidationFailedError(f"dates may be at most {MAX_DAYS_AHEAD} days ahead")
+    start = max(date_from or today, today)
+    end = date_to or start + timedelta(days=30)
+    if end < start:
+        raise ValidationFailedError("date_to is before today")
+    if (end - start).days > MAX_RANGE_DAYS:
+        raise ValidationFailedError(f"the date range may span at most {MAX_RANGE_DAYS} days")
+    return start, end
 
 
 class PointDirectory:
@@ -161,11 +180,7 @@ class SearchService:
     def search(self, query: SearchQuery, now: datetime) -> dict[str, Any]:
         if query.product is not None:
             self.catalogue.get(query.product)  # unknown product: a clear 400, not an empty page
-        today = now.astimezone(WARSAW).date()
-        date_from = max(query.date_from or today, today)
-        date_to = query.date_to or date_from + timedelta(days=30)
-        if (date_to - date_from).days > MAX_RANGE_DAYS:
-            raise ValidationFailedError(f"the date range may span at most {MAX_RANGE_DAYS} days")
+        date_from, date_to = _date_range(query.date_from, query.date_to, now)
         center = self._center(query)
         candidates = self._nearest(center, query)
         offset = _decode_cursor(query.cursor)
@@ -232,11 +247,7 @@ class SearchService:
         snapshot = self.db.collection(AVAILABILITY).document(point_id).get(**RPC)
         if not snapshot.exists:
             raise NotFoundError("no such vaccination point")
-        today = now.astimezone(WARSAW).date()
-        date_from = max(query.date_from or today, today)
-        date_to = query.date_to or date_from + timedelta(days=30)
-        if (date_to - date_from).days > MAX_RANGE_DAYS:
-            raise ValidationFailedError(f"the date range may span at most {MAX_RANGE_DAYS} days")
+        date_from, date_to = _date_range(query.date_from, query.date_to, now)
         calendar = PointCalendar.from_document(point_id, snapshot.to_dict())
         free = calendar.free_slots(
             not_before=now, date_from=date_from, date_to=date_to, product=query.product

@@ -459,3 +459,31 @@ def test_each_role_gets_exactly_its_status_and_refusals_change_nothing(
                 )
                 failures.append((role, "refusal changed documents", changed))
     assert failures == [], failures
+
+
+def test_a_guardian_books_for_their_child_under_18_and_sees_them(project: str) -> None:
+    ctx = _world(project)
+    w = ctx.world
+    guardian = ctx.token("guardian")
+    slot = sid(POINT_X, ctx.day, time(10, 0), "comirnaty_paediatric")
+    booked = w.api.call(
+        "POST", "/v1/appointments", token=guardian, body={"slot_id": slot, "pesel": ctx.child},
+        key="child-1",
+    )  # fmt: skip
+    assert booked.status_code == 201, booked.get_json()
+    assert len(booked.get_json()["appointments"]) == 2  # both doses of the series
+    listed = w.api.call("GET", "/v1/me/dependents", token=guardian).get_json()["dependents"]
+    assert [d["patient"]["masked_pesel"] for d in listed] == [ctx.child[:6] + "*****"]
+    assert len(listed[0]["appointments"]) == 2
+    assert ctx.child not in str(listed)
+    # Grown up: an adult "child" is no longer someone the parent books for.
+    adult = add_child(w.db, w.pesels[2], born=date(today_warsaw().year - 19, 1, 1), serial=78)
+    before = snapshot(w.db)
+    refused = w.api.call(
+        "POST", "/v1/appointments", token=guardian,
+        body={"slot_id": sid(POINT_X, ctx.day, time(11, 0), "jcovden"), "pesel": adult},
+        key="adult-1",
+    )  # fmt: skip
+    assert refused.status_code == 403
+    assert snapshot(w.db) == before
+    assert len(w.api.call("GET", "/v1/me/dependents", token=guardian).get_json()["dependents"]) == 1
