@@ -100,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "format": 1,
         "mode": cfg.mode,
-        "command": "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "command": (
+            "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
+        ).strip(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine.machine_info(),
         "settings": cfg.as_dict(),

@@ -26,7 +26,6 @@ from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.billing import BillingMeter
 from bench.progress import Progress
 from bench.stats import PhaseResult, percentile, rate
 from common.adapters.firestore_metering import DocumentMeter
@@ -147,16 +146,14 @@ class Snapshot:
 
 
 class Meter:
-    """The shared exact DocumentMeter, plus the two billing rules it leaves out."""
+    """The shared exact DocumentMeter, as a Snapshot the reports know."""
 
     def __init__(self, client) -> None:
         self.documents = DocumentMeter(client)
-        self.billing = BillingMeter(client)
 
     def counts(self) -> Snapshot:
         d = self.documents.counts()
-        b = self.billing.counts()
-        return Snapshot(d.reads, d.writes, d.queries, d.commits, b.empty_queries, b.deletes)
+        return Snapshot(d.reads, d.writes, d.queries, d.commits, d.empty_queries, d.deletes)
 
 
 def new_project(scenario: str) -> str:

@@ -2,15 +2,17 @@
 
 Wraps one client's GAPIC methods: every document in a BatchGetDocuments or RunQuery response
 is a read (a missing document in a get is billed as a read too), every write in a Commit or
-BatchWrite request is a write. Used by the tests and the benchmarks, so that "documents read
-per search" and "documents written per booking" are counted, never guessed.
+BatchWrite request is a write (deletes are also counted on their own: they are priced apart),
+and a query that returns nothing is counted as an empty query (billed one read). Used by the
+tests and the benchmarks, so that "documents read per search" and "documents written per
+booking" are counted, never guessed.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from google.cloud import firestore
@@ -22,74 +24,78 @@ class DocumentCounts:
     writes: int = 0
     queries: int = 0
     commits: int = 0
+    empty_queries: int = 0
+    deletes: int = 0
 
     def __sub__(self, other: DocumentCounts) -> DocumentCounts:
         return DocumentCounts(
-            self.reads - other.reads,
-            self.writes - other.writes,
-            self.queries - other.queries,
-            self.commits - other.commits,
+            *(getattr(self, f.name) - getattr(other, f.name) for f in fields(self))
         )
+
+    @property
+    def billed_reads(self) -> int:
+        """Firestore bills at least one read per query, even one that finds nothing."""
+        return self.reads + self.empty_queries
+
+    @property
+    def billed_writes(self) -> int:
+        return self.writes - self.deletes
 
 
 class DocumentMeter:
     def __init__(self, client: firestore.Client) -> None:
         self._lock = threading.Lock()
-        self._reads = self._writes = self._queries = self._commits = 0
+        self._counts: dict[str, int] = {f.name: 0 for f in fields(DocumentCounts)}
         api = client._firestore_api
-        api.batch_get_documents = self._count_stream(api.batch_get_documents, self._on_get)
-        api.run_query = self._count_stream(api.run_query, self._on_query)
-        api.commit = self._count_call(api.commit, "writes")
-        api.batch_write = self._count_call(api.batch_write, "writes")
+        api.batch_get_documents = self._count_stream(api.batch_get_documents, query=False)
+        api.run_query = self._count_stream(api.run_query, query=True)
+        api.commit = self._count_writes(api.commit)
+        api.batch_write = self._count_writes(api.batch_write)
 
     def counts(self) -> DocumentCounts:
         with self._lock:
-            return DocumentCounts(self._reads, self._writes, self._queries, self._commits)
+            return DocumentCounts(**self._counts)
 
-    def _on_get(self, response: Any) -> None:
-        if response.found or response.missing:
-            with self._lock:
-                self._reads += 1
+    def _add(self, **deltas: int) -> None:
+        with self._lock:
+            for name, delta in deltas.items():
+                self._counts[name] += delta
 
-    def _on_query(self, response: Any) -> None:
-        if response.document and response.document.name:
-            with self._lock:
-                self._reads += 1
-
-    def _count_stream(self, method: Callable[..., Any], on_item: Callable[[Any], None]):
-        meter = self
-        is_query = on_item == self._on_query
-
+    def _count_stream(self, method: Callable[..., Any], *, query: bool):
         def wrapped(*args: Any, **kwargs: Any) -> _CountingStream:
-            if is_query:
-                with meter._lock:
-                    meter._queries += 1
-            return _CountingStream(method(*args, **kwargs), on_item)
+            if query:
+                self._add(queries=1)
+            return _CountingStream(method(*args, **kwargs), self, query=query)
 
         return wrapped
 
-    def _count_call(self, method: Callable[..., Any], _: str):
-        meter = self
-
+    def _count_writes(self, method: Callable[..., Any]):
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             request = kwargs.get("request") or (args[0] if args else None)
-            writes = len(getattr(request, "writes", None) or (request or {}).get("writes", []))
+            writes = getattr(request, "writes", None) or (request or {}).get("writes", [])
+            deletes = sum(1 for w in writes if _is_delete(w))
             response = method(*args, **kwargs)
-            with meter._lock:
-                meter._writes += writes
-                meter._commits += 1
+            self._add(writes=len(writes), deletes=deletes, commits=1)
             return response
 
         return wrapped
 
 
-class _CountingStream:
-    """Iterates a server stream, counting items; anything else goes to the real stream."""
+def _is_delete(write: Any) -> bool:
+    if isinstance(write, dict):
+        return bool(write.get("delete"))
+    return bool(getattr(write, "delete", None))
 
-    def __init__(self, stream: Any, on_item: Callable[[Any], None]) -> None:
+
+class _CountingStream:
+    """Iterates a server stream, counting documents; anything else goes to the real stream."""
+
+    def __init__(self, stream: Any, meter: DocumentMeter, *, query: bool) -> None:
         self._stream = stream
         self._iterator: Iterator[Any] | None = None
-        self._on_item = on_item
+        self._meter = meter
+        self._query = query
+        self._documents = 0
 
     def __iter__(self) -> _CountingStream:
         return self
@@ -97,8 +103,19 @@ class _CountingStream:
     def __next__(self) -> Any:
         if self._iterator is None:
             self._iterator = iter(self._stream)
-        item = next(self._iterator)
-        self._on_item(item)
+        try:
+            item = next(self._iterator)
+        except StopIteration:
+            if self._query and self._documents == 0:
+                self._meter._add(empty_queries=1)
+            raise
+        if self._query:
+            found = bool(item.document and item.document.name)
+        else:
+            found = bool(item.found or item.missing)
+        if found:
+            self._documents += 1
+            self._meter._add(reads=1)
         return item
 
     def __getattr__(self, name: str) -> Any:
