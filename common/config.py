@@ -25,6 +25,11 @@ class Settings:
     pesel_hash_key: bytes = field(default=_LOCAL_ONLY_HASH_KEY.encode(), repr=False)
     public_base_url: str = "http://127.0.0.1:8000"
     functions_base_url: str = "http://127.0.0.1:8000/_functions"
+    # Notifications and the SMS booking dialog.
+    tasks_location: str = "europe-central2"
+    tasks_invoker_service_account: str | None = None
+    sms_webhook_secret: str | None = field(default=None, repr=False)
+    sms_offer_ttl_minutes: int = 10
 
     @property
     def is_local(self) -> bool:
@@ -53,4 +58,8 @@ class Settings:
             pesel_hash_key=key.encode(),
             public_base_url=public,
             functions_base_url=env.get("FUNCTIONS_BASE_URL", f"{public}/_functions").rstrip("/"),
+            tasks_location=env.get("CLOUD_TASKS_LOCATION") or "europe-central2",
+            tasks_invoker_service_account=env.get("TASKS_INVOKER_SERVICE_ACCOUNT") or None,
+            sms_webhook_secret=env.get("SMS_WEBHOOK_SECRET") or None,
+            sms_offer_ttl_minutes=int(env.get("SMS_OFFER_TTL_MINUTES") or 10),
         )

@@ -48,7 +48,12 @@ def booking_service():
     from common.services.booking import BookingService
 
     return BookingService(
-        firestore_client(), catalogue(), cohorts(), settings().pesel_hash_key, publisher()
+        firestore_client(),
+        catalogue(),
+        cohorts(),
+        settings().pesel_hash_key,
+        publisher(),
+        rule_book=rule_book(),
     )
 
 
@@ -108,6 +113,130 @@ def points_admin_service():
     return PointsAdminService(firestore_client(), catalogue())
 
 
+# -- integrations: P1 and SDS (sync, reports, supply) ------------------------------------
+@functools.cache
+def p1_client():
+    from common.adapters.p1_client import P1Client
+
+    return P1Client.from_env()
+
+
+@functools.cache
+def sds_client():
+    import os
+
+    from common.adapters.sds_client import SdsClient
+
+    # Production mounts the token as the secret SDS_API_TOKEN; the local stack sets SDS_TOKEN.
+    env = dict(os.environ)
+    env.setdefault("SDS_TOKEN", env.get("SDS_API_TOKEN", ""))
+    return SdsClient.from_env(env)
+
+
+@functools.cache
+def rule_book():
+    from common.domain.rulebook import load_rule_book
+
+    return load_rule_book()
+
+
+@functools.cache
+def p1_referral_sync():
+    from common.services.p1_sync import P1ReferralSync
+
+    return P1ReferralSync(firestore_client(), p1_client(), settings().pesel_hash_key)
+
+
+@functools.cache
+def p1_reporter():
+    from common.services.p1_reporting import P1Reporter
+
+    return P1Reporter(firestore_client(), p1_client(), publisher())
+
+
+@functools.cache
+def sds_sync():
+    from common.services.sds_sync import SdsSync
+
+    return SdsSync(firestore_client(), sds_client(), staff_calendar_service())
+
+
+@functools.cache
+def sms_client():
+    """The SMS gateway client. Production names the token after its secret (SMS_GATEWAY_TOKEN);
+    the local stack may set SMS_TOKEN, as the simulator's README does."""
+    import os
+
+    from common.adapters.sms_client import SmsClient
+
+    env = dict(os.environ)
+    if not env.get("SMS_TOKEN") and env.get("SMS_GATEWAY_TOKEN"):
+        env["SMS_TOKEN"] = env["SMS_GATEWAY_TOKEN"]
+    return SmsClient.from_env(env)
+
+
+@functools.cache
+def tasks_client():
+    import os
+
+    from common.adapters.cloud_tasks import make_tasks_client
+
+    return make_tasks_client(os.environ.get("CLOUD_TASKS_EMULATOR_HOST"))
+
+
+@functools.cache
+def sms_sender():
+    from common.services.notifications import SmsSender
+
+    return SmsSender(firestore_client(), sms_client())
+
+
+@functools.cache
+def reminder_scheduler():
+    from common.services.reminders import ReminderScheduler
+
+    s = settings()
+    return ReminderScheduler(
+        tasks_client(),
+        s.project_id,
+        s.tasks_location,
+        s.functions_base_url,
+        s.tasks_invoker_service_account,
+    )
+
+
+@functools.cache
+def notification_service():
+    from common.services.notifications import NotificationService
+
+    return NotificationService(firestore_client(), catalogue(), sms_sender(), reminder_scheduler())
+
+
+@functools.cache
+def reminder_service():
+    from common.services.reminders import ReminderService
+
+    return ReminderService(firestore_client(), notification_service(), sms_sender())
+
+
+@functools.cache
+def sms_dialog_service():
+    from datetime import timedelta
+
+    from common.services.sms_dialog import SmsDialogService
+
+    return SmsDialogService(
+        firestore_client(),
+        catalogue(),
+        booking_service(),
+        search_service(),
+        idempotency(),
+        sms_sender(),
+        settings().pesel_hash_key,
+        timedelta(minutes=settings().sms_offer_ttl_minutes),
+    )
+
+
 def now() -> datetime:
     """The one clock of the entry points; services get `now` as a parameter."""
     return datetime.now(UTC)
@@ -128,5 +257,18 @@ def reset() -> None:
         hotline_service,
         callback_service,
         points_admin_service,
+        p1_client,
+        sds_client,
+        rule_book,
+        p1_referral_sync,
+        p1_reporter,
+        sds_sync,
+        sms_client,
+        tasks_client,
+        sms_sender,
+        reminder_scheduler,
+        notification_service,
+        reminder_service,
+        sms_dialog_service,
     ):
         cached.cache_clear()

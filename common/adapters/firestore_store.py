@@ -62,6 +62,19 @@ def get_many(
     return found
 
 
+def read_only_data(snapshot: Any) -> dict[str, Any] | None:
+    """A snapshot's fields without to_dict()'s deep copy, for callers that only read them.
+
+    to_dict() deep-copies the whole map: for an availability document (hundreds of slots)
+    that copy was a third of a search's CPU time. The private attribute is guarded, with the
+    public call as the fallback, so a client upgrade can only cost speed, not correctness.
+    """
+    if not snapshot.exists:
+        return None
+    data = getattr(snapshot, "_data", None)
+    return data if isinstance(data, dict) else snapshot.to_dict()
+
+
 def get_with_version(
     ref: firestore.DocumentReference,
 ) -> tuple[dict[str, Any] | None, datetime | None]:
@@ -92,3 +105,9 @@ CALLBACKS = "callbacks"
 
 def slot_part_field(day_key: str, slot_key: str, part: str) -> str:
     return FieldPath("days", day_key, slot_key, part).to_api_repr()
+
+
+# Added with notifications and the SMS booking dialog.
+NOTIFICATIONS = "notifications"
+SMS_DIALOGS = "sms_dialogs"
+SMS_INBOUND = "sms_inbound"

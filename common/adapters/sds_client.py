@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from datetime import date, datetime
+from typing import Literal
 from urllib.parse import quote
 
 import requests
@@ -37,6 +38,8 @@ class SdsDelivery(BaseModel):
     doses: int = Field(gt=0)
     delivery_date: date
     sequence: int = Field(ge=1)
+    # A cancelled delivery comes again with a newer sequence: its doses no longer count.
+    status: Literal["delivered", "cancelled"] = "delivered"
 
 
 class SdsDemand(BaseModel):

@@ -35,7 +35,8 @@ def day_key(day: date) -> str:
 
 
 def parse_day_key(key: str) -> date:
-    return datetime.strptime(key[1:], "%Y%m%d").date()
+    # Slicing, not strptime: search parses thousands of these per request.
+    return date(int(key[1:5]), int(key[5:7]), int(key[7:9]))
 
 
 @dataclass(frozen=True, order=True)
@@ -144,6 +145,47 @@ class PointCalendar:
             and (date_to is None or s.ref.day <= date_to)
         ]
         return sorted(found, key=lambda s: (s.ref.starts_at, s.ref.product))
+
+    @staticmethod
+    def free_in_document(
+        point_id: str,
+        document: dict[str, Any] | None,
+        *,
+        not_before: datetime,
+        date_from: date,
+        date_to: date,
+        product: str | None = None,
+        earliest: int = 3,
+    ) -> tuple[int, list[SlotAvailability]]:
+        """(free seats in the range, the `earliest` free slots) straight from the raw map.
+
+        Search's hot path: it filters on the document's own keys (day keys and "HHMM_product"
+        keys sort as their dates and times do) and builds objects only for the slots it shows,
+        instead of one SlotRef per slot of the whole horizon.
+        """
+        days = (document or {}).get("days") or {}
+        first_key, last_key = day_key(date_from), day_key(date_to)
+        local_now = not_before.astimezone(WARSAW)
+        today_key, now_hhmm = day_key(local_now.date()), f"{local_now:%H%M}"
+        total = 0
+        found: list[tuple[str, str, int, int]] = []
+        for dkey, slots in days.items():
+            if not first_key <= dkey <= last_key or dkey < today_key:
+                continue
+            for skey, entry in (slots or {}).items():
+                free = entry.get("free", 0)
+                if free <= 0 or (product is not None and skey[5:] != product):
+                    continue
+                if dkey == today_key and skey[:4] <= now_hhmm:
+                    continue
+                total += free
+                found.append((dkey, skey, int(entry.get("cap", 0)), int(free)))
+        found.sort()
+        shown = [
+            SlotAvailability(SlotRef.from_keys(point_id, dkey, skey), cap, free)
+            for dkey, skey, cap, free in found[:earliest]
+        ]
+        return total, shown
 
     def second_dose_candidates(
         self, product: str, earliest: date, latest: date, planned: date

@@ -267,5 +267,12 @@ class CalendarBusyError(DomainError):
     http_status = 409
 
 
+class SmsDialogBusyError(DomainError):
+    """An earlier SMS of this conversation is still being handled; deliver this one later."""
+
+    code = "sms_dialog_busy"
+    http_status = 409
+
+
 ALL_ERRORS: tuple[type[DomainError], ...] = tuple(DomainError.__subclasses__())
 """Every concrete error, e.g. for OpenAPI docs or a code-uniqueness check."""

@@ -74,6 +74,7 @@ from common.domain.events import (
     AppointmentRescheduled,
 )
 from common.domain.pesel import parse_pesel, pesel_key
+from common.domain.rulebook import RuleBook
 from common.domain.series import DosePlan, plan_next_dose
 from common.domain.vaccines import VaccineCatalogue, second_dose_window
 from common.services import audit, outbox
@@ -200,6 +201,7 @@ class BookingService:
         publisher: EventPublisher | None = None,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         rng: random.Random | None = None,
+        rule_book: RuleBook | None = None,
     ) -> None:
         self.db = client
         self.catalogue = catalogue
@@ -208,6 +210,15 @@ class BookingService:
         self.publisher = publisher
         self.new_id = new_id
         self.rng = rng or random.Random()
+        # With a rule book, a booking is judged by the rules in force at `now` (versioned
+        # data); without one (tests that pin rules), by the fixed catalogue and cohorts.
+        self.rule_book = rule_book
+
+    def rules_at(self, now: datetime) -> tuple[VaccineCatalogue, CohortRules]:
+        if self.rule_book is None:
+            return self.catalogue, self.cohorts
+        rules = self.rule_book.rules_for(now.astimezone(WARSAW).date())
+        return rules.catalogue, rules.cohorts
 
     # -- reads ---------------------------------------------------------------------------
     def calendar(self, point_id: str) -> PointCalendar:
@@ -254,11 +265,12 @@ class BookingService:
         birth_date = parse_pesel(cmd.pesel, now.astimezone(WARSAW).date()).birth_date
         first_ref = SlotRef.parse(cmd.slot_id)
         self._require_own_point(cmd.actor, first_ref)
-        product = self.catalogue.get(first_ref.product)
+        catalogue, cohorts = self.rules_at(now)
+        product = catalogue.get(first_ref.product)
         calendar = self.calendar(first_ref.point_id)
         first = self._bookable(calendar, first_ref, now)
         history = self._history(patient_key)
-        plan = plan_next_dose(history, product, self.catalogue)
+        plan = plan_next_dose(history, product, catalogue)
         referral = self._pick_referral(self._referrals(patient_key), plan, first_ref)
         check_booking_eligibility(
             birth_date=birth_date,
@@ -267,7 +279,7 @@ class BookingService:
             visit_date=first_ref.day,
             now=now,
             channel=cmd.channel,
-            cohorts=self.cohorts,
+            cohorts=cohorts,
             previous_doses=history,
         )
         assert referral is not None

@@ -155,6 +155,9 @@ class _Target:
     blocked: bool
     held_capacity: int  # the capacity a blocked slot returns to when unblocked
     remove: bool = False
+    # Set by supply (common/services/sds_sync.py): the capacity staff published, kept as
+    # `tmpl` while supply holds `cap` below it. A staff change drops it: theirs is the new one.
+    template: int | None = None
 
 
 def _entry(document: dict[str, Any] | None, ref: SlotRef) -> dict[str, Any] | None:
@@ -425,6 +428,27 @@ class StaffCalendarService:
             now,
             idem,
         )
+
+    def apply_supply_capacity(
+        self,
+        actor: Any,
+        point_id: str,
+        slot_id: str,
+        capacity: int,
+        template: int,
+        reason: str,
+        now: datetime,
+    ) -> StoredResponse:
+        """Supply's change of a slot's capacity, by the same safe path as a staff change:
+        blockers for freed indices, displaced visits cancelled with `appointment.displaced`
+        events in the same commit. A slot staff blocked meanwhile is left as it is."""
+
+        def target(entry: dict[str, Any]) -> _Target:
+            if entry.get("blocked"):
+                return _Target(0, True, int(entry.get("blocked_cap", 0)))
+            return _Target(capacity, False, capacity, template=template)
+
+        return self._apply(actor, point_id, slot_id, target, reason, "slot.supply", now, None)
 
     def _slot_ref(self, point_id: str, slot_id: str) -> SlotRef:
         try:
@@ -723,6 +747,10 @@ class StaffCalendarService:
                 fields[slot_part_field(ref.day_key, ref.slot_key, "blocked_cap")] = (
                     firestore.DELETE_FIELD
                 )
+            if target.template is not None and target.template != target.capacity:
+                fields[slot_part_field(ref.day_key, ref.slot_key, "tmpl")] = target.template
+            elif "tmpl" in entry:
+                fields[slot_part_field(ref.day_key, ref.slot_key, "tmpl")] = firestore.DELETE_FIELD
         write_free_increments(
             batch, self.db, [(a.slot_id, +1) for a, _ in linked], extra={ref.point_id: fields}
         )

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from common.domain.eligibility import CohortRules, DoseKind, load_cohort_rules
 from common.domain.errors import InvalidPeselError
 from common.domain.pesel import make_pesel, parse_pesel
+from common.domain.rulebook import RuleBook, load_rule_book
 from common.domain.vaccines import VaccineCatalogue, load_catalogue
 from emulator.faults import (
     ApiError,
@@ -115,6 +116,7 @@ class P1State:
         self.clock = clock
         self.catalogue = catalogue
         self.cohorts = cohorts
+        self.rule_book: RuleBook | None = None
         self._file = state_file
         self._lock = threading.Lock()
         self.sequence = 0
@@ -373,6 +375,9 @@ def make_app(
         cohorts or load_cohort_rules(),
         StateFile(state_path),
     )
+    # Without pinned cohorts, P1 issues referrals by the rules in force on the rules date
+    # (common/domain/rules/index.yaml), as the real P1 followed each announcement.
+    state.rule_book = None if cohorts is not None else load_rule_book()
     app.extensions["p1"] = state
     install_simulator(app, name="p1", api_prefix=f"{API}/", token=token, seed=seed)
     _add_referral_routes(app, state)
@@ -432,7 +437,12 @@ def _add_referral_routes(app: Flask, state: P1State) -> None:
         issued: list[dict[str, Any]] = []
         skipped = 0
         opened: list[dict[str, Any]] = []
-        for index, cohort in enumerate(state.cohorts.cohorts):
+        rules = (
+            state.rule_book.cohorts_for(body.rules_date)
+            if state.rule_book is not None
+            else state.cohorts
+        )
+        for index, cohort in enumerate(rules.cohorts):
             if cohort.opens_at.date() > body.rules_date or budget <= 0:
                 continue
             lo, hi = _cohort_bounds(cohort.born_from, cohort.born_to, body.rules_date)
@@ -447,7 +457,8 @@ def _add_referral_routes(app: Flask, state: P1State) -> None:
             issued += new
             skipped += dup
             opened.append({"born_from": lo, "born_to": hi, "issued": len(new)})
-        return jsonify(_issued_body(issued, skipped) | {"cohorts": opened}), 201
+        body_out = _issued_body(issued, skipped) | {"cohorts": opened}
+        return jsonify(body_out | {"rules_version": rules.version}), 201
 
 
 def _add_vaccination_routes(app: Flask, state: P1State) -> None:

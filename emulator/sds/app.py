@@ -106,12 +106,27 @@ class SdsState:
                 return dict(known), False
             self.sequence += 1
             delivery = submitted | {
+                "status": "delivered",
                 "sequence": self.sequence,
                 "created_at": self.clock().astimezone(UTC).isoformat(),
             }
             self.deliveries[delivery_id] = delivery
             self._save()
             return dict(delivery), True
+
+    def cancel_delivery(self, delivery_id: str) -> dict[str, Any]:
+        """A delivery called off (or lost): a new change with `status: cancelled`, so a
+        cursor follower sees the supply go down."""
+        with self._lock:
+            known = self.deliveries.get(delivery_id)
+            if known is None:
+                raise ApiError(404, "delivery_not_found", "No such delivery.")
+            if known.get("status") != "cancelled":
+                self.sequence += 1
+                known["status"] = "cancelled"
+                known["sequence"] = self.sequence
+                self._save()
+            return dict(known)
 
     def deliveries_since(self, since: int, limit: int) -> tuple[list[dict[str, Any]], int, bool]:
         with self._lock:
@@ -183,6 +198,11 @@ def make_app(
     def create_delivery() -> tuple[Response, int]:
         delivery, created = state.add_delivery(parse_body(NewDelivery))
         return jsonify(delivery), 201 if created else 200
+
+    @app.post(f"{API}/deliveries/<delivery_id>:cancel")
+    @simulation_only
+    def cancel_delivery(delivery_id: str) -> Response:
+        return jsonify(state.cancel_delivery(delivery_id))
 
     @app.put(f"{API}/demand/<point_id>/<iso_week>")
     def put_demand(point_id: str, iso_week: str) -> tuple[Response, int]:

@@ -50,6 +50,8 @@ def seed_patients(client: firestore.Client, secret: bytes, pesels: list[str], to
                 "pesel": pesel.value,
                 "birth_date": pesel.birth_date.isoformat(),
                 "sex": pesel.sex,
+                # A fake mobile number (+48 600 NNN NNN) for SMS notifications and reminders.
+                "phone": f"+48600{index:06d}",
             },
         )
         referral = {

@@ -90,8 +90,11 @@ def test_message_that_keeps_failing_lands_in_dead_letter_topic(project: str):
         topics={"work": Topic(), "work-dead-letter": Topic()},
         subscriptions={
             "work-push": Subscription(
-                topic="work", push_function="always_fails", max_delivery_attempts=5,
-                dead_letter_topic="work-dead-letter", min_retry_backoff="0.1s",
+                topic="work",
+                push_function="always_fails",
+                max_delivery_attempts=5,
+                dead_letter_topic="work-dead-letter",
+                min_retry_backoff="0.1s",
                 max_retry_backoff="0.5s",
             ),
             "work-dead-letter-inspect": Subscription(topic="work-dead-letter"),
@@ -109,9 +112,7 @@ def test_message_that_keeps_failing_lands_in_dead_letter_topic(project: str):
         dead_letters = subscriber.subscription_path(project, "work-dead-letter-inspect")
 
         def pull():
-            response = subscriber.pull(
-                subscription=dead_letters, max_messages=5, timeout=5
-            )
+            response = subscriber.pull(subscription=dead_letters, max_messages=5, timeout=5)
             return list(response.received_messages)
 
         received = _wait_for(pull, timeout_s=60, interval_s=0.5)
@@ -134,7 +135,9 @@ def test_provisioning_twice_is_harmless(project: str):
 def test_local_scheduler_fires_declared_job_with_cloud_scheduler_headers():
     server, handler = _recorder(status=200)
     declarations = Declarations(
-        topics={}, subscriptions={}, queues={},
+        topics={},
+        subscriptions={},
+        queues={},
         schedules={"tick": Schedule(schedule="* * * * *", function="relay_outbox")},
     )
     # A clock that starts a second before a minute boundary: the job fires on the boundary.

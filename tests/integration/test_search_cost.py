@@ -35,8 +35,16 @@ def _seed(project: str, points: int, days: int) -> None:
     write_points(db, seeds)
     first_day = NOW.astimezone(WARSAW).date() + timedelta(days=1)
     calendars = [
-        regular_calendar(p["point_id"], p["products"], first_day, days, opens=time(8, 0),
-                         slots_per_day=16, capacity=2, weekends=True)
+        regular_calendar(
+            p["point_id"],
+            p["products"],
+            first_day,
+            days,
+            opens=time(8, 0),
+            slots_per_day=16,
+            capacity=2,
+            weekends=True,
+        )
         for p in seeds
     ]
     write_calendars(firestore_client(project), calendars)

@@ -1,0 +1,197 @@
+"""The SMS texts patients receive: Polish, short, and never a PESEL or a phone number.
+
+Pure functions of their arguments (no clock, no I/O), so a redelivered event renders the same
+text. Texts are reduced to the GSM-7 basic alphabet (no Polish diacritics): one diacritic
+turns a message into UCS-2, where a segment holds 70 characters instead of 160, and every
+segment is paid for.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from common.domain.calendar import WARSAW
+
+HOTLINE = "989"
+PORTAL = "pacjent.gov.pl"
+_PL = str.maketrans("ąćęłńóśźżĄĆĘŁŃÓŚŹŻ", "acelnoszzACELNOSZZ")
+
+
+def gsm(text: str) -> str:
+    """Polish letters without diacritics, anything else outside ASCII dropped."""
+    plain = unicodedata.normalize("NFKD", text.translate(_PL))
+    return "".join(ch for ch in plain if ch.isascii() and (ch.isprintable() or ch == "\n"))
+
+
+def when(starts_at: datetime) -> str:
+    local = starts_at.astimezone(WARSAW)
+    return f"{local:%d.%m.%Y} godz. {local:%H:%M}"
+
+
+def place(point: Mapping[str, Any] | None) -> str:
+    if not point:
+        return "punkt szczepien"
+    parts = [point.get("name"), point.get("street")]
+    town = " ".join(p for p in (point.get("postcode"), point.get("place")) if p)
+    return ", ".join(str(p) for p in [*parts, town] if p)
+
+
+def booked(
+    product: str,
+    dose_number: int,
+    starts_at: datetime,
+    point: Mapping[str, Any] | None,
+    second_dose_at: datetime | None = None,
+) -> str:
+    text = (
+        f"e-Rejestracja: zarezerwowano szczepienie {product} (dawka {dose_number}) "
+        f"{when(starts_at)}, {place(point)}."
+    )
+    if second_dose_at is not None:
+        text += f" Dawka 2: {when(second_dose_at)}, ten sam punkt."
+    return gsm(text + f" Zmiana lub odwolanie: {PORTAL} lub {HOTLINE}.")
+
+
+def rescheduled(
+    product: str, dose_number: int, starts_at: datetime, point: Mapping[str, Any] | None
+) -> str:
+    return gsm(
+        f"e-Rejestracja: zmieniono termin szczepienia {product} (dawka {dose_number}): "
+        f"{when(starts_at)}, {place(point)}. Pytania: {HOTLINE}."
+    )
+
+
+def cancelled(product: str, dose_number: int, starts_at: datetime, with_second: bool) -> str:
+    also = " oraz dawki 2" if with_second else ""
+    return gsm(
+        f"e-Rejestracja: odwolano wizyte szczepienia {product} (dawka {dose_number}{also}) "
+        f"{when(starts_at)}. Nowy termin: {PORTAL}, {HOTLINE} lub SMS z numerem PESEL "
+        "i kodem pocztowym na ten numer."
+    )
+
+
+def displaced(
+    product: str,
+    starts_at: datetime,
+    point: Mapping[str, Any] | None,
+    alternatives: Sequence[tuple[datetime, Mapping[str, Any] | None]],
+) -> str:
+    name = (point or {}).get("name") or "Punkt szczepien"
+    text = f"e-Rejestracja: {name} odwolal Twoja wizyte ({product}) {when(starts_at)}. "
+    if alternatives:
+        offers = "; ".join(
+            f"{i}) {when(at)}, {(p or {}).get('name') or 'punkt'}"
+            for i, (at, p) in enumerate(alternatives[:3], start=1)
+        )
+        text += f"Wolne terminy: {offers}. "
+    return gsm(text + f"Rezerwacja: {PORTAL} lub {HOTLINE}.")
+
+
+def reminder(product: str, starts_at: datetime, point: Mapping[str, Any] | None) -> str:
+    return gsm(
+        f"Przypomnienie e-Rejestracji: szczepienie {product} {when(starts_at)}, {place(point)}. "
+        f"Zabierz dokument tozsamosci. Odwolanie: {PORTAL} lub {HOTLINE}."
+    )
+
+
+# -- the SMS booking dialog ----------------------------------------------------------------
+HOW_TO = "Wyslij numer PESEL (11 cyfr) i kod pocztowy, np.: <PESEL> 31-001"
+
+
+def dialog_help() -> str:
+    return gsm(
+        f"e-Rejestracja SMS: aby umowic szczepienie, {HOW_TO[0].lower()}{HOW_TO[1:]}. "
+        "Na propozycje terminu odpowiedz TAK albo NIE (kolejny termin)."
+    )
+
+
+def dialog_invalid_pesel() -> str:
+    return gsm(f"Numer PESEL jest nieprawidlowy. Sprawdz go. {HOW_TO}")
+
+
+def dialog_bad_postcode() -> str:
+    return gsm(f"Nie rozpoznano kodu pocztowego (format NN-NNN). {HOW_TO}")
+
+
+def dialog_no_referral() -> str:
+    return gsm(
+        "Nie znaleziono aktywnego e-skierowania na szczepienie dla podanego numeru PESEL. "
+        f"Informacje: infolinia {HOTLINE}."
+    )
+
+
+def dialog_offer(
+    product: str, starts_at: datetime, point: Mapping[str, Any] | None, valid_minutes: int
+) -> str:
+    return gsm(
+        f"Proponowany termin: {when(starts_at)}, {place(point)}, {product}. "
+        f"Odpowiedz TAK, aby zarezerwowac, lub NIE - inny termin. Wazne {valid_minutes} min."
+    )
+
+
+def dialog_taken_then_offer(offer: str) -> str:
+    return gsm("Ten termin zostal wlasnie zajety. " + offer)
+
+
+def dialog_no_slots() -> str:
+    return gsm(f"Brak wolnych terminow w poblizu. Sprobuj pozniej lub zadzwon na {HOTLINE}.")
+
+
+def dialog_booked(
+    product: str,
+    dose_number: int,
+    starts_at: datetime,
+    point: Mapping[str, Any] | None,
+    second_dose_at: datetime | None,
+) -> str:
+    text = (
+        f"Zarezerwowano: szczepienie {product} (dawka {dose_number}) {when(starts_at)}, "
+        f"{place(point)}."
+    )
+    if second_dose_at is not None:
+        text += f" Dawka 2: {when(second_dose_at)}."
+    return gsm(text + f" Przypomnimy dzien wczesniej. Odwolanie: {PORTAL} lub {HOTLINE}.")
+
+
+def dialog_already_booked(starts_at: datetime | None) -> str:
+    at = f" na {when(starts_at)}" if starts_at else ""
+    return gsm(f"Wizyta jest juz zarezerwowana{at}. Zmiana lub odwolanie: {PORTAL} lub {HOTLINE}.")
+
+
+def dialog_expired() -> str:
+    return gsm(f"Propozycja terminu wygasla. Aby zaczac od nowa: {HOW_TO}")
+
+
+def dialog_no_offer() -> str:
+    return gsm(f"Nie masz teraz propozycji terminu. {HOW_TO}")
+
+
+def dialog_stopped() -> str:
+    return gsm(f"Zakonczono rozmowe. Aby zaczac od nowa: {HOW_TO}")
+
+
+_REFUSALS = {
+    "already_booked": "Masz juz zarezerwowana wizyte na te dawke.",
+    "cohort_not_open": "Rejestracja dla Twojego rocznika jeszcze sie nie rozpoczela.",
+    "age_not_allowed": "Ta szczepionka nie jest przeznaczona dla Twojej grupy wiekowej.",
+    "referral_missing": "Brak aktywnego e-skierowania na szczepienie.",
+    "referral_expired": "E-skierowanie nie obejmuje tego terminu.",
+    "referral_not_yet_valid": "E-skierowanie nie obejmuje jeszcze tego terminu.",
+    "referral_used": "E-skierowanie zostalo juz wykorzystane.",
+    "dose_interval_violated": "Termin nie zachowuje wymaganego odstepu miedzy dawkami.",
+    "booster_not_allowed": "Dawka przypominajaca nie jest jeszcze mozliwa.",
+    "product_not_offered": "Ta szczepionka nie jest dostepna w tym punkcie.",
+    "unknown_product": "Nie znamy tej szczepionki.",
+}
+
+
+def dialog_refused(code: str) -> str:
+    reason = _REFUSALS.get(code, "Nie mozna zarezerwowac tej wizyty.")
+    return gsm(f"{reason} Pomoc: infolinia {HOTLINE} lub {PORTAL}.")
+
+
+def dialog_busy() -> str:
+    return gsm("Trwa rezerwacja poprzedniej odpowiedzi. Poczekaj chwile.")

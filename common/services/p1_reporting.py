@@ -1,0 +1,202 @@
+"""Report each completed vaccination to P1, exactly once in effect.
+
+The push subscription `p1-vaccination-reports` delivers every appointment event (the
+emulator ignores filters, so the type is checked here) at least once, maybe twice at the
+same time, maybe out of order. The effect is still one P1 record per vaccination because:
+
+- the vaccination id (= the appointment id, or the walk-in's id) is P1's dedupe key: a repeat
+  gets P1's stored record back (200), never a second record;
+- `p1_reports/{vaccination_id}` remembers the outcome: once `reported`, a redelivery is
+  acknowledged without calling P1 at all.
+
+Failures. P1 down, slow or answering 5xx/429 (DependencyUnavailableError), or answering
+something unreadable: the handler raises, the function answers 500, and Pub/Sub redelivers
+with the subscription's backoff; after `max_delivery_attempts` Pub/Sub itself moves the
+message to `p1-reports-dead-letter`. A 4xx (PeerRejectedError: our credentials, our data) will
+not heal by retrying: the message is published to `p1-reports-dead-letter` at once (with the
+reason), recorded as `rejected`, and acknowledged. Operators read the dead letters from the
+pull subscription `p1-reports-dead-letter-inspect` and, once the cause is fixed, replay them
+(`python -m emulator.replay_dead_letters`), which republishes with the attribute
+`replay=true`: a replayed message is tried again even when the report was `rejected`.
+
+Nothing here logs or stores a PESEL: it is read from `patients/{patient_key}` only to build
+the request.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Any, Protocol
+
+from google.cloud import firestore
+from pydantic import ValidationError
+
+from common import structured_log as log
+from common.adapters.firestore_store import PATIENTS, RPC
+from common.adapters.http_errors import PeerProtocolError, PeerRejectedError
+from common.adapters.p1_client import P1Ack, P1VaccinationRecord
+from common.adapters.pubsub_publisher import EventPublisher
+from common.domain.calendar import WARSAW
+from common.domain.errors import DependencyUnavailableError, InvalidPeselError
+from common.domain.events import VaccinationCompleted
+from common.domain.pesel import parse_pesel
+
+P1_REPORTS = "p1_reports"
+P1_DEAD_LETTER_TOPIC = "p1-reports-dead-letter"
+HANDLED_TYPE = VaccinationCompleted.event_type
+
+
+class VaccinationSink(Protocol):
+    def report_vaccination(self, record: P1VaccinationRecord) -> P1Ack: ...
+
+
+def _message(data: dict[str, Any] | None) -> tuple[bytes, dict[str, str]]:
+    message = (data or {}).get("message") or {}
+    attributes = {str(k): str(v) for k, v in (message.get("attributes") or {}).items()}
+    try:
+        raw = base64.b64decode(message.get("data", ""), validate=False)
+    except (ValueError, TypeError):
+        raw = b""
+    return raw, attributes
+
+
+class P1Reporter:
+    def __init__(
+        self, client: firestore.Client, p1: VaccinationSink, publisher: EventPublisher
+    ) -> None:
+        self.db = client
+        self.p1 = p1
+        self.publisher = publisher
+
+    def handle(self, data: dict[str, Any], now: datetime) -> str:
+        """Handle one push delivery; returns the outcome, or raises to be redelivered."""
+        raw, attributes = _message(data)
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            self._dead_letter(raw, attributes, "malformed_message", None)
+            return "malformed"
+        event_type = attributes.get("event_type") or payload.get("event_type")
+        if event_type != HANDLED_TYPE:
+            return "ignored"
+        fields = {k: v for k, v in payload.items() if k not in ("event_type", "schema_version")}
+        try:
+            event = VaccinationCompleted.model_validate(fields)
+        except ValidationError:
+            self._dead_letter(raw, attributes, "invalid_event", None)
+            return "malformed"
+        return self.report(event, raw, attributes, now)
+
+    def report(
+        self, event: VaccinationCompleted, raw: bytes, attributes: dict[str, str], now: datetime
+    ) -> str:
+        vaccination_id = event.appointment_id
+        report_ref = self.db.collection(P1_REPORTS).document(vaccination_id)
+        snapshot = report_ref.get(**RPC)
+        known = snapshot.to_dict() if snapshot.exists else {}
+        if known.get("status") == "reported":
+            return "already_reported"
+        replayed = attributes.get("replay") == "true"
+        if known.get("status") == "rejected" and not replayed:
+            return "already_rejected"  # in the dead letters already; a replay retries it
+        report_ref.set(
+            {
+                "vaccination_id": vaccination_id,
+                "event_id": event.event_id,
+                "patient_key": event.patient_key,
+                "point_id": event.point_id,
+                "attempts": firestore.Increment(1),
+                "last_attempt_at": now,
+            },
+            merge=True,
+            **RPC,
+        )
+        record = self._record(event, now)
+        if record is None:
+            return self._reject(report_ref, raw, attributes, "patient_unknown", None, now)
+        try:
+            ack = self.p1.report_vaccination(record)
+        except PeerRejectedError as err:
+            return self._reject(report_ref, raw, attributes, err.code, err.status, now)
+        except (DependencyUnavailableError, PeerProtocolError) as err:
+            report_ref.set(
+                {"last_error": {"kind": type(err).__name__, "at": now}}, merge=True, **RPC
+            )
+            log.warning("P1 report failed, to be redelivered", vaccination_id=vaccination_id)
+            if isinstance(err, PeerProtocolError):
+                raise DependencyUnavailableError("P1 answered something unreadable") from None
+            raise
+        report_ref.set(
+            {
+                "status": "reported",
+                "p1_ack": ack.model_dump(mode="json"),
+                "reported_at": now,
+                "last_error": firestore.DELETE_FIELD,
+            },
+            merge=True,
+            **RPC,
+        )
+        log.info(
+            "vaccination reported to P1",
+            vaccination_id=vaccination_id,
+            p1_record_id=ack.p1_record_id,
+            duplicate=ack.duplicate,
+        )
+        return "reported"
+
+    def _record(self, event: VaccinationCompleted, now: datetime) -> P1VaccinationRecord | None:
+        snapshot = self.db.collection(PATIENTS).document(event.patient_key).get(**RPC)
+        pesel = (snapshot.to_dict() or {}).get("pesel") if snapshot.exists else None
+        if not isinstance(pesel, str):
+            return None
+        try:
+            parse_pesel(pesel, now.astimezone(WARSAW).date())
+        except InvalidPeselError:
+            return None
+        return P1VaccinationRecord(
+            vaccination_id=event.appointment_id,
+            pesel=pesel,
+            product=event.product,
+            lot_number=event.lot_number,
+            dose_number=event.dose_number,
+            dose_kind=event.dose_kind,
+            given_on=event.given_on,
+            point_id=event.point_id,
+        )
+
+    def _reject(
+        self,
+        report_ref: firestore.DocumentReference,
+        raw: bytes,
+        attributes: dict[str, str],
+        code: str,
+        status: int | None,
+        now: datetime,
+    ) -> str:
+        # Dead-letter first: if recording fails after it, the redelivery dead-letters again
+        # (a duplicate an operator may replay harmlessly), never nothing.
+        self._dead_letter(raw, attributes, code, status)
+        report_ref.set(
+            {"status": "rejected", "error": {"code": code, "status": status}, "rejected_at": now},
+            merge=True,
+            **RPC,
+        )
+        log.error(
+            "P1 refused a vaccination report: dead-lettered",
+            vaccination_id=report_ref.id,
+            code=code,
+            status=status,
+        )
+        return "rejected"
+
+    def _dead_letter(
+        self, raw: bytes, attributes: dict[str, str], reason: str, status: int | None
+    ) -> None:
+        extra = {"dead_letter_reason": reason}
+        if status is not None:
+            extra["peer_status"] = str(status)
+        self.publisher.publish(P1_DEAD_LETTER_TOPIC, raw, {**attributes, **extra})

@@ -1,0 +1,514 @@
+"""Booking by SMS, as the original's short number did: PESEL and postcode in, an offer out,
+TAK books it, NIE offers the next one.
+
+The gateway delivers each incoming SMS at least once (sometimes twice, sometimes late), and a
+person may answer twice or change their mind, so every step is guarded:
+
+- Inbound dedupe: `sms_inbound/{hash(message_id)}` is created (precondition) before anything
+  else. A copy of a message already handled is acknowledged and ignored; a copy arriving while
+  the first is still being handled gets 409 (the gateway retries later); a claim left by a
+  crashed attempt is taken over after `CLAIM_STALE_AFTER`. A failure releases the claim so
+  the gateway's retry can do the work.
+- Dialog state: one document per phone, `sms_dialogs/{hmac(phone)}`, changed only by
+  `create()` or by `update()` with a `last_update_time` precondition, so two messages of
+  one conversation handled at once cannot both move it: the loser re-reads and decides again
+  on the new state (a NIE that arrives after TAK booked finds `booked` and skips nothing).
+- TAK is two-phase: `offered -> booking` (precondition) and only then the booking, whose
+  idempotency key is the offer id, so a duplicated TAK, or a retry after a crash in the
+  middle, books once and replays the same answer; then `booking -> booked`.
+- Replies: sent through the notification protocol under `reply-{hash(message_id)}`, and the
+  dialog keeps the last reply with the id of the message it answered, so a redelivered
+  message gets the same reply, once.
+
+PESEL and phone number: validated, never logged, never in ids (keyed hashes), never echoed in
+a reply. The dialog document keeps the PESEL while the conversation lasts (booking needs it)
+and expires with it (`expires_at`, Firestore TTL).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+
+from common import structured_log as log
+from common.adapters.firestore_store import REFERRALS, RPC, SMS_DIALOGS, SMS_INBOUND
+from common.adapters.sms_client import SmsInbound
+from common.domain import sms_texts
+from common.domain.calendar import WARSAW
+from common.domain.eligibility import age_on
+from common.domain.errors import (
+    AlreadyBookedError,
+    DomainError,
+    InvalidPeselError,
+    SlotUnavailableError,
+    SmsDialogBusyError,
+    ValidationFailedError,
+)
+from common.domain.pesel import parse_pesel, pesel_key
+from common.domain.vaccines import VaccineCatalogue
+from common.services.booking import Actor, BookAppointment, BookingService
+from common.services.idempotency import Idempotency, request_fingerprint
+from common.services.notifications import SmsSender, phone_key, short_hash
+from common.services.search import SearchQuery, SearchService
+
+CLAIM_STALE_AFTER = timedelta(seconds=30)
+BOOKING_STALE_AFTER = timedelta(seconds=30)
+DIALOG_TTL = timedelta(days=1)
+INBOUND_TTL = timedelta(days=7)
+MAX_TRANSITION_ATTEMPTS = 5
+SEARCH_PAGES = 3
+SEARCH_DAYS = 30
+_YES = {"TAK", "T", "TAK!", "OK"}
+_NO = {"NIE", "N", "NASTEPNY", "NASTĘPNY", "INNY"}
+_STOP = {"STOP", "KONIEC", "ANULUJ"}
+_IGNORED_WORDS = {"PESEL", "KOD", "KODPOCZTOWY", "POCZTOWY"}
+
+
+# -- parsing (pure) ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Command:
+    kind: str  # "start", "yes", "no", "stop", "unknown"
+    digits: str = ""
+    product_word: str | None = None
+
+
+def parse_command(text: str) -> Command:
+    upper = text.strip().upper()
+    words = re.findall(r"[^\W\d_]+", upper)
+    digits = re.sub(r"\D", "", upper)
+    if not digits and len(words) == 1:
+        word = words[0]
+        if word in _YES:
+            return Command("yes")
+        if word in _NO:
+            return Command("no")
+        if word in _STOP:
+            return Command("stop")
+    if digits:
+        product = next((w for w in words if w not in _IGNORED_WORDS), None)
+        return Command("start", digits=digits, product_word=product)
+    return Command("unknown")
+
+
+def postcode_of(digits: str) -> str | None:
+    """The five digits after the PESEL as NN-NNN (dashes and spaces are already gone)."""
+    rest = digits[11:]
+    return f"{rest[:2]}-{rest[2:]}" if len(rest) == 5 else None
+
+
+def pick_product(catalogue: VaccineCatalogue, word: str | None, age: int) -> str | None:
+    if word:
+        wanted = word.lower()
+        for product in catalogue.products:
+            names = {product.code, product.name.split()[0].lower(), product.manufacturer.lower()}
+            if wanted in names or any(n.startswith(wanted) for n in names if len(wanted) >= 4):
+                return product.code
+        return None
+    allowed = catalogue.for_age(age)
+    return allowed[0].code if allowed else None
+
+
+# -- the service ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Step:
+    """A decided transition: the new dialog fields and the reply."""
+
+    fields: dict[str, Any]
+    reply: str
+
+
+class SmsDialogService:
+    def __init__(
+        self,
+        client: firestore.Client,
+        catalogue: VaccineCatalogue,
+        booking: BookingService,
+        search: SearchService,
+        idempotency: Idempotency,
+        sender: SmsSender,
+        secret: bytes,
+        offer_ttl: timedelta = timedelta(minutes=10),
+    ) -> None:
+        self.db = client
+        self.catalogue = catalogue
+        self.booking = booking
+        self.search = search
+        self.idempotency = idempotency
+        self.sender = sender
+        self.secret = secret
+        self.offer_ttl = offer_ttl
+
+    # -- inbound dedupe ----------------------------------------------------------------------
+    def receive(self, inbound: SmsInbound, now: datetime) -> str:
+        inbound_id = short_hash("sms-inbound", inbound.message_id)
+        claim = self.db.collection(SMS_INBOUND).document(inbound_id)
+        if not self._claim(claim, now):
+            return "duplicate"
+        try:
+            reply, outcome = self._converse(inbound, now)
+            if reply:
+                dialog_key = phone_key(inbound.sender, self.secret)
+                self.sender.send_once(
+                    f"reply-{inbound_id}",
+                    inbound.sender,
+                    lambda: reply,
+                    {"kind": "sms.reply", "dialog": dialog_key, "outcome": outcome},
+                    now,
+                )
+        except BaseException:
+            self._release(claim)
+            raise
+        claim.update({"status": "done", "outcome": outcome, "done_at": now}, **RPC)
+        log.info("sms dialog step", outcome=outcome)
+        return outcome
+
+    def _claim(self, ref: firestore.DocumentReference, now: datetime) -> bool:
+        record = {"status": "processing", "claimed_at": now, "expires_at": now + INBOUND_TTL}
+        try:
+            ref.create(record, **RPC)
+            return True
+        except gexc.Conflict:
+            pass
+        snapshot = ref.get(**RPC)
+        if not snapshot.exists:
+            try:
+                ref.create(record, **RPC)
+                return True
+            except gexc.Conflict:
+                raise SmsDialogBusyError() from None
+        if snapshot.get("status") == "done":
+            return False
+        if snapshot.get("claimed_at") > now - CLAIM_STALE_AFTER:
+            raise SmsDialogBusyError()
+        try:  # a claim left by an attempt that died: take it over
+            ref.update(
+                record, option=self.db.write_option(last_update_time=snapshot.update_time), **RPC
+            )
+            return True
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            raise SmsDialogBusyError() from None
+
+    def _release(self, ref: firestore.DocumentReference) -> None:
+        try:
+            snapshot = ref.get(**RPC)
+            if snapshot.exists and snapshot.get("status") == "processing":
+                ref.delete(
+                    option=self.db.write_option(last_update_time=snapshot.update_time), **RPC
+                )
+        except gexc.GoogleAPICallError:
+            pass  # taken over after CLAIM_STALE_AFTER anyway
+
+    # -- the conversation ------------------------------------------------------------------
+    def _converse(self, inbound: SmsInbound, now: datetime) -> tuple[str | None, str]:
+        ref = self.db.collection(SMS_DIALOGS).document(phone_key(inbound.sender, self.secret))
+        command = parse_command(inbound.text)
+        for _ in range(MAX_TRANSITION_ATTEMPTS):
+            snapshot = ref.get(**RPC)
+            dialog = snapshot.to_dict() if snapshot.exists else None
+            version = snapshot.update_time if snapshot.exists else None
+            if dialog and dialog.get("last_message_id") == inbound.message_id:
+                return dialog.get("last_reply"), "replayed"
+            if dialog and dialog.get("state") == "booking":
+                mine = dialog.get("booking_by") == inbound.message_id
+                stale = dialog.get("booking_since") < now - BOOKING_STALE_AFTER
+                if not (mine or stale):
+                    raise SmsDialogBusyError()
+                # Finish the booking this message (or a dead attempt) started.
+                result = self._finish_booking(ref, dialog, version, inbound, now)
+                if result is not None:
+                    return result
+                continue
+            if command.kind == "yes":
+                result = self._yes(ref, dialog, version, inbound, now)
+            else:
+                step = self._decide(command, dialog, now, inbound.message_id)
+                result = self._apply(ref, version, step, inbound.message_id, now)
+            if result is not None:
+                return result
+        raise SmsDialogBusyError()
+
+    def _apply(
+        self,
+        ref: firestore.DocumentReference,
+        version: datetime | None,
+        step: Step,
+        message_id: str,
+        now: datetime,
+    ) -> tuple[str, str] | None:
+        """Write the step if the dialog did not change meanwhile; None means: decide again."""
+        fields = {
+            **step.fields,
+            "last_message_id": message_id,
+            "last_reply": step.reply,
+            "updated_at": now,
+            "expires_at": now + DIALOG_TTL,
+        }
+        try:
+            if version is None:
+                ref.create(fields, **RPC)
+            else:
+                ref.update(fields, option=self.db.write_option(last_update_time=version), **RPC)
+        except (gexc.Conflict, gexc.FailedPrecondition, gexc.NotFound):
+            return None
+        return step.reply, str(step.fields.get("outcome", "ok"))
+
+    @staticmethod
+    def _idle(outcome: str) -> dict[str, Any]:
+        return {
+            "state": "idle",
+            "outcome": outcome,
+            "pesel": None,
+            "patient_key": None,
+            "offer": None,
+            "offered": [],
+            "booking_by": None,
+            "booking_since": None,
+        }
+
+    def _offer_expired(self, dialog: dict[str, Any], now: datetime) -> bool:
+        offer = dialog.get("offer") or {}
+        return offer.get("expires_at") is None or offer["expires_at"] <= now
+
+    def _decide(
+        self, command: Command, dialog: dict[str, Any] | None, now: datetime, message_id: str
+    ) -> Step:
+        state = (dialog or {}).get("state", "idle")
+        if command.kind == "start":
+            return self._start(command, now)
+        if command.kind == "stop":
+            return Step(self._idle("stopped"), sms_texts.dialog_stopped())
+        if command.kind == "no":
+            if state == "booked":
+                return Step(
+                    {"outcome": "already_booked"},
+                    sms_texts.dialog_already_booked(self._booked_at(dialog)),
+                )
+            if state != "offered":
+                return Step({"outcome": "no_offer"}, sms_texts.dialog_no_offer())
+            assert dialog is not None
+            if self._offer_expired(dialog, now):
+                return Step(self._idle("expired"), sms_texts.dialog_expired())
+            return self._next_offer(dialog, now)
+        return Step({"outcome": "help"}, sms_texts.dialog_help())
+
+    @staticmethod
+    def _booked_at(dialog: dict[str, Any] | None) -> datetime | None:
+        booked = (dialog or {}).get("appointment") or {}
+        raw = booked.get("starts_at")
+        return datetime.fromisoformat(raw) if isinstance(raw, str) else raw
+
+    def _start(self, command: Command, now: datetime) -> Step:
+        today = now.astimezone(WARSAW).date()
+        try:
+            pesel = parse_pesel(command.digits[:11], today)
+        except InvalidPeselError:
+            return Step(self._idle("invalid_pesel"), sms_texts.dialog_invalid_pesel())
+        postcode = postcode_of(command.digits)
+        if len(command.digits) < 11 or postcode is None:
+            return Step(self._idle("bad_postcode"), sms_texts.dialog_bad_postcode())
+        patient_key = pesel_key(pesel, self.secret)
+        valid_to = self._referral_valid_to(patient_key, today)
+        if valid_to is None:
+            return Step(self._idle("no_referral"), sms_texts.dialog_no_referral())
+        product = pick_product(
+            self.catalogue, command.product_word, age_on(pesel.birth_date, today)
+        )
+        if product is None:
+            return Step(self._idle("unknown_product"), sms_texts.dialog_refused("unknown_product"))
+        base = {
+            **self._idle("offered"),
+            "pesel": pesel.value,
+            "patient_key": patient_key,
+            "postcode": postcode,
+            "product": product,
+            "valid_to": valid_to.isoformat(),
+            "appointment": None,
+        }
+        try:
+            return self._next_offer(base, now)
+        except ValidationFailedError:
+            return Step(self._idle("bad_postcode"), sms_texts.dialog_bad_postcode())
+
+    def _referral_valid_to(self, patient_key: str, today: date) -> date | None:
+        query = self.db.collection(REFERRALS).where(
+            filter=firestore.FieldFilter("patient_key", "==", patient_key)
+        )
+        valid = []
+        for snapshot in query.stream(**RPC):
+            referral = (snapshot.to_dict() or {}).get("referral") or {}
+            valid_to = date.fromisoformat(str(referral.get("valid_to")))
+            if referral.get("status") == "active" and valid_to >= today:
+                valid.append(valid_to)
+        return max(valid) if valid else None
+
+    def _next_offer(self, dialog: dict[str, Any], now: datetime) -> Step:
+        """An offer of the nearest free slot not offered before in this dialog."""
+        offered = list(dialog.get("offered") or [])
+        found = self._find_slot(dialog, set(offered), now)
+        if found is None:
+            return Step(
+                {**self._idle("no_slots"), "appointment": dialog.get("appointment")},
+                sms_texts.dialog_no_slots(),
+            )
+        slot, point = found
+        starts_at = datetime.fromisoformat(slot["starts_at"])
+        offer = {
+            "offer_id": uuid.uuid4().hex,
+            "slot_id": slot["slot_id"],
+            "point_id": slot["point_id"],
+            "starts_at": starts_at,
+            "expires_at": now + self.offer_ttl,
+            "point": point,
+        }
+        minutes = int(self.offer_ttl.total_seconds() // 60)
+        product = self.catalogue.get(dialog["product"]).name
+        text = sms_texts.dialog_offer(product, starts_at, point, minutes)
+        fields = {
+            **{k: dialog.get(k) for k in ("pesel", "patient_key", "postcode", "product")},
+            "valid_to": dialog.get("valid_to"),
+            "state": "offered",
+            "outcome": "offered",
+            "offer": offer,
+            "offered": [*offered, slot["slot_id"]],
+            "booking_by": None,
+            "booking_since": None,
+        }
+        return Step(fields, text)
+
+    def _find_slot(
+        self, dialog: dict[str, Any], excluded: set[str], now: datetime
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        today = now.astimezone(WARSAW).date()
+        valid_to = date.fromisoformat(dialog["valid_to"])
+        cursor = None
+        for _ in range(SEARCH_PAGES):
+            query = SearchQuery(
+                postcode=dialog["postcode"],
+                product=dialog["product"],
+                date_to=min(valid_to, today + timedelta(days=SEARCH_DAYS)),
+                limit=5,
+                cursor=cursor,
+            )
+            page = self.search.search(query, now)
+            for item in page["items"]:
+                point = {k: item["point"].get(k) for k in ("name", "street", "postcode", "place")}
+                for slot in item["earliest_slots"]:
+                    if slot["slot_id"] not in excluded:
+                        return slot, point
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return None
+        return None
+
+    # -- TAK ----------------------------------------------------------------------------------
+    def _yes(
+        self,
+        ref: firestore.DocumentReference,
+        dialog: dict[str, Any] | None,
+        version: datetime | None,
+        inbound: SmsInbound,
+        now: datetime,
+    ) -> tuple[str, str] | None:
+        state = (dialog or {}).get("state", "idle")
+        if state == "booked":
+            step = Step(
+                {"outcome": "already_booked"},
+                sms_texts.dialog_already_booked(self._booked_at(dialog)),
+            )
+            return self._apply(ref, version, step, inbound.message_id, now)
+        if state != "offered" or dialog is None:
+            step = Step({"outcome": "no_offer"}, sms_texts.dialog_no_offer())
+            return self._apply(ref, version, step, inbound.message_id, now)
+        if self._offer_expired(dialog, now):
+            step = Step(self._idle("expired"), sms_texts.dialog_expired())
+            return self._apply(ref, version, step, inbound.message_id, now)
+        try:  # phase 1: offered -> booking, guarded by the version we decided on
+            result = ref.update(
+                {"state": "booking", "booking_by": inbound.message_id, "booking_since": now},
+                option=self.db.write_option(last_update_time=version),
+                **RPC,
+            )
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            return None
+        booking = {**dialog, "state": "booking", "booking_by": inbound.message_id}
+        return self._finish_booking(ref, booking, result.update_time, inbound, now)
+
+    def _finish_booking(
+        self,
+        ref: firestore.DocumentReference,
+        dialog: dict[str, Any],
+        version: datetime,
+        inbound: SmsInbound,
+        now: datetime,
+    ) -> tuple[str, str] | None:
+        """Phase 2: book the offer (idempotent by offer id), then booking -> booked."""
+        offer = dialog["offer"]
+        command = BookAppointment(
+            pesel=dialog["pesel"],
+            slot_id=offer["slot_id"],
+            channel="sms",
+            actor=Actor(uid=f"sms-{ref.id[:16]}", role="patient"),
+        )
+        fingerprint = request_fingerprint(
+            "sms.book", {"slot_id": offer["slot_id"], "patient_key": dialog["patient_key"]}
+        )
+        try:
+            response = self.idempotency.run(
+                caller_uid="sms-dialog",
+                key=offer["offer_id"],
+                fingerprint=fingerprint,
+                now=now,
+                action=lambda idem: self.booking.book(command, now, idem),
+            )
+        except SlotUnavailableError:
+            # Taken since the offer: offer the next one straight away.
+            step = self._next_offer(dialog, now)
+            if step.fields.get("state") == "offered":
+                step = Step(step.fields, sms_texts.dialog_taken_then_offer(step.reply))
+            return self._apply(ref, version, step, inbound.message_id, now)
+        except AlreadyBookedError:
+            step = Step(self._idle("already_booked"), sms_texts.dialog_refused("already_booked"))
+            return self._apply(ref, version, step, inbound.message_id, now)
+        except DomainError as err:
+            if err.http_status >= 500 or isinstance(err, SmsDialogBusyError):
+                raise
+            step = Step(self._idle(f"refused:{err.code}"), sms_texts.dialog_refused(err.code))
+            return self._apply(ref, version, step, inbound.message_id, now)
+        appointments = response.body.get("appointments") or []
+        first = appointments[0]
+        second = next((a for a in appointments[1:] if a.get("dose_number") == 2), None)
+        starts_at = datetime.fromisoformat(first["starts_at"])
+        product = self.catalogue.get(first["product"]).name
+        reply = sms_texts.dialog_booked(
+            product,
+            int(first["dose_number"]),
+            starts_at,
+            offer.get("point"),
+            datetime.fromisoformat(second["starts_at"]) if second else None,
+        )
+        step = Step(
+            {
+                "state": "booked",
+                "outcome": "booked",
+                "pesel": None,  # the conversation's purpose is served: keep no more than needed
+                "appointment": {
+                    "appointment_id": first["appointment_id"],
+                    "starts_at": first["starts_at"],
+                },
+                "booking_by": None,
+                "booking_since": None,
+            },
+            reply,
+        )
+        applied = self._apply(ref, version, step, inbound.message_id, now)
+        if applied is None:
+            # Someone took the dialog over meanwhile; the booking stands (idempotent by offer),
+            # and the next attempt replays it.
+            return None
+        return applied
