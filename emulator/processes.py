@@ -168,12 +168,20 @@ def _wait_group_gone(pgid: int, popen: subprocess.Popen[bytes], timeout_s: float
     return False
 
 
+def latest_export(folder: Path) -> Path | None:
+    """The newest export in `folder`: each export is a subfolder firestore_export_<epoch>."""
+    found = sorted(
+        folder.glob("*/*.overall_export_metadata"), key=lambda p: p.stat().st_mtime
+    )
+    return found[-1] if found else None
+
+
 def firestore_emulator(
     host: str, port: int, log_dir: Path, import_dir: Path | None = None
 ) -> ManagedProcess:
     argv = ["gcloud", "emulators", "firestore", "start", f"--host-port={host}:{port}"]
     if import_dir is not None:
-        metadata = next(import_dir.glob("*.overall_export_metadata"), None)
+        metadata = latest_export(import_dir)
         if metadata is not None:
             argv.append(f"--import-data={metadata}")
     return ManagedProcess(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -24,6 +25,7 @@ from emulator.processes import (
     StackError,
     firestore_emulator,
     http_ok,
+    latest_export,
     pubsub_emulator,
     require_free_port,
     require_tools,
@@ -230,6 +232,12 @@ class LocalStack:
                 print(f"  Firestore data saved to {c.persist_dir}", flush=True)
         except OSError as err:
             print(f"  could not save Firestore data: {err}", file=sys.stderr)
+            return
+        # Each export is a new subfolder; only the newest is ever imported.
+        newest = latest_export(c.persist_dir)
+        for old in c.persist_dir.glob("firestore_export_*"):
+            if newest is not None and old != newest.parent and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
 
     def stop(self) -> None:
         if self.scheduler is not None:
