@@ -154,8 +154,25 @@ class Declarations(_Strict):
                     raise ValueError(f"function {name} reads unknown secret {secret}")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML silently keeps the last of two equal keys; in this file that hides a mistake."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        duplicates = sorted({k for k in keys if keys.count(k) > 1}, key=str)
+        if duplicates:
+            raise ValueError(f"declared twice in {node.start_mark.name}: {duplicates}")
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_declarations_yaml(text: str) -> dict:
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 @functools.cache
 def load_declarations(path: Path = DECLARATIONS_PATH) -> Declarations:
-    declarations = Declarations.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    declarations = Declarations.model_validate(
+        parse_declarations_yaml(path.read_text(encoding="utf-8"))
+    )
     declarations.check_references()
     return declarations

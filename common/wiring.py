@@ -151,7 +151,7 @@ def p1_referral_sync():
 def p1_reporter():
     from common.services.p1_reporting import P1Reporter
 
-    return P1Reporter(firestore_client(), p1_client(), publisher())
+    return P1Reporter(firestore_client(), p1_client, publisher())
 
 
 @functools.cache

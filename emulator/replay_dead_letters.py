@@ -39,10 +39,13 @@ class DeadLetter:
 
 
 def pull(
-    subscriber: pubsub_v1.SubscriberClient, subscription_path: str, max_messages: int
+    subscriber: pubsub_v1.SubscriberClient,
+    subscription_path: str,
+    max_messages: int,
+    timeout_s: float = PULL_TIMEOUT_S,
 ) -> list[DeadLetter]:
     response = subscriber.pull(
-        subscription=subscription_path, max_messages=max_messages, timeout=PULL_TIMEOUT_S
+        subscription=subscription_path, max_messages=max_messages, timeout=timeout_s
     )
     return [
         DeadLetter(
@@ -69,6 +72,7 @@ def replay(
     max_messages: int = 100,
     publisher: pubsub_v1.PublisherClient | None = None,
     subscriber: pubsub_v1.SubscriberClient | None = None,
+    pull_timeout_s: float = PULL_TIMEOUT_S,
 ) -> int:
     """Republish up to ``max_messages`` dead letters of ``subscription`` to ``topic``."""
     publisher = publisher or pubsub_v1.PublisherClient()
@@ -77,7 +81,8 @@ def replay(
     topic_path = publisher.topic_path(project_id, topic)
     replayed = 0
     while replayed < max_messages:
-        letters = pull(subscriber, subscription_path, min(100, max_messages - replayed))
+        batch = min(100, max_messages - replayed)
+        letters = pull(subscriber, subscription_path, batch, pull_timeout_s)
         if not letters:
             break
         for letter in letters:
@@ -90,11 +95,16 @@ def replay(
     return replayed
 
 
-def peek(project_id: str, subscription: str, max_messages: int = 100) -> list[DeadLetter]:
+def peek(
+    project_id: str,
+    subscription: str,
+    max_messages: int = 100,
+    pull_timeout_s: float = PULL_TIMEOUT_S,
+) -> list[DeadLetter]:
     """Read dead letters without consuming them (their ack deadline is set back to 0)."""
     subscriber = pubsub_v1.SubscriberClient()
     path = subscriber.subscription_path(project_id, subscription)
-    letters = pull(subscriber, path, max_messages)
+    letters = pull(subscriber, path, max_messages, pull_timeout_s)
     if letters:
         subscriber.modify_ack_deadline(
             subscription=path, ack_ids=[x.ack_id for x in letters], ack_deadline_seconds=0

@@ -9,6 +9,7 @@ and on Ctrl-C (or SIGTERM) stops all of it, Java included.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -35,6 +36,11 @@ from emulator.processes import (
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PROJECT = "demo-erejestracja"
 LOCATION = "europe-central2"
+# Local-only credentials of the simulators (documented defaults, not secrets).
+LOCAL_P1_TOKEN = "local-p1-token"  # noqa: S105
+LOCAL_SDS_TOKEN = "local-sds-token"  # noqa: S105
+LOCAL_SMS_TOKEN = "local-sms-token"  # noqa: S105
+LOCAL_SMS_WEBHOOK_SECRET = "local-sms-webhook-secret"  # noqa: S105
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,10 @@ class StackConfig:
     persist_dir: Path | None
     seed: bool
     seed_points: int
+    # The P1, SDS and SMS simulators (emulator/p1, sds, sms), as the functions reach them.
+    p1_port: int = 8301
+    sds_port: int = 8302
+    sms_port: int = 8303
 
     @property
     def gateway_url(self) -> str:
@@ -64,6 +74,13 @@ class StackConfig:
             "FIREBASE_AUTH_EMULATOR_HOST": f"{self.host}:9099",
             "PUBLIC_BASE_URL": self.gateway_url,
             "FUNCTIONS_BASE_URL": f"{self.gateway_url}/_functions",
+            "P1_BASE_URL": f"http://{self.host}:{self.p1_port}",
+            "P1_TOKEN": LOCAL_P1_TOKEN,
+            "SDS_BASE_URL": f"http://{self.host}:{self.sds_port}",
+            "SDS_TOKEN": LOCAL_SDS_TOKEN,
+            "SMS_BASE_URL": f"http://{self.host}:{self.sms_port}",
+            "SMS_TOKEN": LOCAL_SMS_TOKEN,
+            "SMS_WEBHOOK_SECRET": LOCAL_SMS_WEBHOOK_SECRET,
         }
 
 
@@ -76,6 +93,9 @@ def parse_args(argv: list[str] | None) -> StackConfig:
     parser.add_argument("--pubsub-port", type=int, default=int(env.get("PUBSUB_PORT", 8085)))
     parser.add_argument("--tasks-port", type=int, default=int(env.get("TASKS_PORT", 8123)))
     parser.add_argument("--gateway-port", type=int, default=int(env.get("GATEWAY_PORT", 8000)))
+    parser.add_argument("--p1-port", type=int, default=int(env.get("P1_PORT", 8301)))
+    parser.add_argument("--sds-port", type=int, default=int(env.get("SDS_PORT", 8302)))
+    parser.add_argument("--sms-port", type=int, default=int(env.get("SMS_PORT", 8303)))
     parser.add_argument(
         "--persist",
         type=Path,
@@ -96,6 +116,9 @@ def parse_args(argv: list[str] | None) -> StackConfig:
         persist_dir=args.persist.resolve() if args.persist else None,
         seed=not args.no_seed,
         seed_points=args.points,
+        p1_port=args.p1_port,
+        sds_port=args.sds_port,
+        sms_port=args.sms_port,
     )
 
 
@@ -113,6 +136,9 @@ class LocalStack:
         require_free_port(c.host, c.pubsub_port, "Pub/Sub emulator", "--pubsub-port")
         require_free_port(c.host, c.tasks_port, "Cloud Tasks emulator", "--tasks-port")
         require_free_port(c.host, c.gateway_port, "gateway", "--gateway-port")
+        require_free_port(c.host, c.p1_port, "P1 simulator", "--p1-port")
+        require_free_port(c.host, c.sds_port, "SDS simulator", "--sds-port")
+        require_free_port(c.host, c.sms_port, "SMS simulator", "--sms-port")
 
     def start(self) -> None:
         c = self.config
@@ -136,9 +162,10 @@ class LocalStack:
             env=child_env,
             cwd=ROOT,
         )
-        for process in (firestore, pubsub, tasks):
+        simulators = self._simulators(child_env, logs)
+        for process in (firestore, pubsub, tasks, *simulators):
             self._launch(process)
-        for process in (firestore, pubsub, tasks):
+        for process in (firestore, pubsub, tasks, *simulators):
             process.wait_ready(90)
             print(f"  ready: {process.name}", flush=True)
         os.environ.update(c.environment())
@@ -169,6 +196,45 @@ class LocalStack:
             self._seed()
         self._start_scheduler()
 
+    def _simulators(self, env: dict[str, str], logs: Path) -> list[ManagedProcess]:
+        """P1, SDS and SMS simulators. Their state is kept only with --persist, next to the
+        Firestore data: a stored sync cursor must never outlive the history it points into."""
+        c = self.config
+        state = c.persist_dir / "simulators" if c.persist_dir else None
+        processes = []
+        for name, module, port, token, extra in (
+            ("P1 simulator", "emulator.p1", c.p1_port, LOCAL_P1_TOKEN, []),
+            ("SDS simulator", "emulator.sds", c.sds_port, LOCAL_SDS_TOKEN, []),
+            (
+                "SMS simulator",
+                "emulator.sms",
+                c.sms_port,
+                LOCAL_SMS_TOKEN,
+                [
+                    "--webhook",
+                    f"{c.gateway_url}/_functions/receive_sms",
+                    "--webhook-secret",
+                    LOCAL_SMS_WEBHOOK_SECRET,
+                ],
+            ),
+        ):
+            argv = [sys.executable, "-m", module, "--host", c.host, "--port", str(port)]
+            argv += ["--token", token, *extra]
+            if state is not None:
+                state.mkdir(parents=True, exist_ok=True)
+                argv += ["--state", str(state / f"{module.split('.')[-1]}.json")]
+            processes.append(
+                ManagedProcess(
+                    name=name,
+                    argv=argv,
+                    ready=functools.partial(tcp_open, c.host, port),
+                    log_path=logs / f"{module.split('.')[-1]}.log",
+                    env=env,
+                    cwd=ROOT,
+                )
+            )
+        return processes
+
     def _launch(self, process: ManagedProcess) -> None:
         self.processes.append(process)
         process.start()
@@ -194,6 +260,36 @@ class LocalStack:
 
         summary = seed_demo(points=self.config.seed_points, progress=_progress)
         print(f"\n  demo data: {summary}", flush=True)
+        print(f"  P1: {self._seed_p1()}", flush=True)
+
+    def _seed_p1(self) -> str:
+        """The demo patients' e-referrals issued in P1, then one sync so they are in
+        Firestore before the first request (the scheduler keeps syncing every 5 minutes).
+        seed_demo also writes them directly, so the demo works even if this fails."""
+        from datetime import timedelta
+
+        from emulator.seed.demo import DEMO_PATIENTS, demo_patients
+
+        c = self.config
+        today = datetime.now(UTC).date()
+        body = json.dumps(
+            {
+                "pesels": demo_patients(DEMO_PATIENTS),
+                "valid_from": (today - timedelta(days=10)).isoformat(),
+                "valid_days": 90,
+            }
+        ).encode()
+        try:
+            issued = _post_json(
+                f"http://{c.host}:{c.p1_port}/p1/v1/referrals:issue", body, LOCAL_P1_TOKEN
+            )
+            synced = _post_json(f"{c.gateway_url}/_functions/sync_p1_referrals", b"{}", None)
+        except OSError as err:
+            return f"not seeded ({err}); sync_p1_referrals retries every 5 minutes"
+        return (
+            f"{issued.get('issued', 0)} referrals issued, {synced.get('written', 0)} synced "
+            f"(cursor {synced.get('cursor')})"
+        )
 
     def _start_scheduler(self) -> None:
         from common.declarations import load_declarations
@@ -259,6 +355,10 @@ e-Rejestracja local cloud is up (project {c.project_id}).
   Firestore emulator     {c.host}:{c.firestore_port}
   Pub/Sub emulator       {c.host}:{c.pubsub_port}
   Cloud Tasks emulator   {c.host}:{c.tasks_port}
+  P1 simulator           http://{c.host}:{c.p1_port}/p1/v1/...   (e-referrals, vaccination records)
+  SDS simulator          http://{c.host}:{c.sds_port}/sds/v1/...  (deliveries, demand)
+  SMS simulator          http://{c.host}:{c.sms_port}/sms/v1/...  (webhook: /_functions/receive_sms)
+  Dead letters           python -m emulator.replay_dead_letters SUBSCRIPTION --list  (--to TOPIC)
   Demo users' tokens     {c.state_dir / "demo-tokens.json"}  (also {c.gateway_url}/dev/tokens)
   Logs                   {c.state_dir / "logs"}
 
@@ -271,6 +371,15 @@ e-Rejestracja local cloud is up (project {c.project_id}).
 
 Press Ctrl-C to stop everything.
 """
+
+
+def _post_json(url: str, body: bytes, token: str | None) -> dict:
+    request = urllib.request.Request(url, data=body, method="POST")  # noqa: S310 (local)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310
+        return json.loads(response.read() or b"{}")
 
 
 def _progress(done: int, total: int, what: str) -> None:

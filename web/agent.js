@@ -275,8 +275,8 @@ async function cancelAppointment(e) {
       { body: { reason }, action: "cancel" },
     );
     $("cancel-dialog").close();
-    announce(t("agent.cancelled", { n: result.appointments.length }));
     await refreshPatient();
+    announce(t("agent.cancelled", { n: result.appointments.length }));
     $("patient").focus();
   });
 }
@@ -360,13 +360,14 @@ async function pick(slot, button) {
   }
   await run(button, async () => {
     let result;
+    let message;
     if (moving) {
       result = await api(
         "POST",
         `/v1/appointments/${encodeURIComponent(moving.appointment_id)}/reschedule`,
         { body: { slot_id: slot.slot_id, reason }, action: "reschedule" },
       );
-      announce(t("agent.moved", { list: describeAppointments(result.appointments) }));
+      message = t("agent.moved", { list: describeAppointments(result.appointments) });
       moving = null;
       renderMoving();
     } else {
@@ -374,9 +375,10 @@ async function pick(slot, button) {
         body: { slot_id: slot.slot_id, pesel: patient.pesel, reason },
         action: "book",
       });
-      announce(t("agent.booked", { list: describeAppointments(result.appointments) }));
+      message = t("agent.booked", { list: describeAppointments(result.appointments) });
     }
     await refreshPatient();
+    announce(message);
     const row = document.querySelector(
       `#appointments-table tr[data-appointment="${CSS.escape(result.appointments[0].appointment_id)}"]`,
     );
@@ -460,9 +462,9 @@ async function addCallback(e) {
   await run(e.submitter, async () => {
     await api("POST", "/v1/callbacks", { body, action: "callback" });
     e.target.reset();
-    announce(t("agent.callback_added"));
     $("callbacks-status").value = "open";
     await loadCallbacks();
+    announce(t("agent.callback_added"));
   });
 }
 
@@ -483,8 +485,8 @@ async function closeCallback(e) {
       action: "callback-done",
     });
     $("done-dialog").close();
-    announce(t("agent.callback_closed"));
     await loadCallbacks();
+    announce(t("agent.callback_closed"));
     $("callbacks").focus();
   });
 }

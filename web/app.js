@@ -365,7 +365,9 @@ export function openDialog(dialog) {
     error.textContent = "";
     error.hidden = true;
   }
-  const first = dialog.querySelector("input:not([type=hidden]), select, textarea, button");
+  const first =
+    dialog.querySelector("[autofocus]") ||
+    dialog.querySelector("input:not([type=hidden]), select, textarea, button");
   dialog.showModal();
   if (first) first.focus();
 }
@@ -406,7 +408,7 @@ export function initPage({ roles } = {}) {
     const render = () => {
       const current = session.get();
       who.textContent = current
-        ? t("header.signed_in_as", { label: current.label, role: t(`role.${current.role}`) })
+        ? t("header.signed_in_as", { label: current.label })
         : t("header.not_signed_in");
     };
     render();

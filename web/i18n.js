@@ -37,7 +37,7 @@ const STRINGS = {
     "common.note": "Uwagi",
     "common.accessible_only": "Tylko punkty dostępne dla osób z niepełnosprawnościami",
 
-    "header.signed_in_as": "Zalogowano: {label} ({role})",
+    "header.signed_in_as": "Zalogowano: {label}",
     "header.not_signed_in": "Nie zalogowano",
     "role.patient": "pacjent",
     "role.agent": "konsultant infolinii",
@@ -335,7 +335,7 @@ const STRINGS = {
     "common.note": "Note",
     "common.accessible_only": "Only points accessible to people with disabilities",
 
-    "header.signed_in_as": "Signed in: {label} ({role})",
+    "header.signed_in_as": "Signed in: {label}",
     "header.not_signed_in": "Not signed in",
     "role.patient": "patient",
     "role.agent": "hotline agent",

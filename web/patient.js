@@ -177,8 +177,8 @@ async function book(slot, button) {
     const list = result.appointments
       .map((a) => `${t(`dose.${a.dose_kind}`, { n: a.dose_number })}: ${formatDateTime(a.starts_at)}`)
       .join("; ");
-    announce(t("patient.booked", { list }));
     await loadMine();
+    announce(t("patient.booked", { list }));
     $("mine").focus();
   });
 }
@@ -200,8 +200,8 @@ async function cancel(e) {
       action: "cancel",
     });
     $("cancel-dialog").close();
-    announce(t("agent.cancelled", { n: result.appointments.length }));
     await loadMine();
+    announce(t("agent.cancelled", { n: result.appointments.length }));
     $("mine").focus();
   });
 }

@@ -1,5 +1,5 @@
 // Slot search results, shared by the agent's and the patient's pages.
-import { api, el, formatDateTime, productName, run, t } from "./app.js";
+import { api, el, formatDateTime, formatDay, productName, run, t } from "./app.js";
 
 /**
  * Render GET /v1/slots results into `container` (appending when `append`).
@@ -15,7 +15,7 @@ export function renderResults(container, result, { verb, onPick, query, append =
     container.append(
       el("p", {
         class: "muted",
-        text: t("search.summary", { from: result.date_from, to: result.date_to }),
+        text: t("search.summary", { from: formatDay(result.date_from), to: formatDay(result.date_to) }),
       }),
     );
   }

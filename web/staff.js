@@ -79,6 +79,10 @@ function start(sess) {
   });
   $("walkin-form").addEventListener("submit", walkIn);
   $("checkin-form").addEventListener("submit", checkIn);
+  // The typed PESEL does not stay in the page once the dialog is closed.
+  $("checkin-dialog").addEventListener("close", () => {
+    $("checkin-pesel").value = "";
+  });
   $("complete-form").addEventListener("submit", complete);
   $("noshow-form").addEventListener("submit", noShow);
   $("capacity-form").addEventListener("submit", changeCapacity);
@@ -253,7 +257,10 @@ async function changeCapacity(e) {
   const capacity = Number($("capacity-value").value);
   const slot = state.current;
   const ok = await changeSlot(slot, { capacity }, e.submitter);
-  if (ok) $("capacity-dialog").close();
+  if (ok) {
+    $("capacity-dialog").close();
+    focusSlot(slot.slot_id, 0);
+  }
 }
 
 async function changeSlot(slot, body, button) {
@@ -264,6 +271,9 @@ async function changeSlot(slot, body, button) {
       action: "change-slot",
     });
     done = true;
+    showDisplaced(result.displaced);
+    await loadCalendar();
+    focusSlot(slot.slot_id, body.blocked === undefined ? 0 : 1);
     announce(
       t("staff.slot_changed", {
         slot: slotLabel(result.slot),
@@ -271,10 +281,14 @@ async function changeSlot(slot, body, button) {
         n: result.displaced.length,
       }),
     );
-    showDisplaced(result.displaced);
-    await loadCalendar();
   });
   return done;
+}
+
+function focusSlot(slotId, buttonIndex) {
+  const row = document.querySelector(`#day-table tr[data-slot="${CSS.escape(slotId)}"]`);
+  const button = row && row.querySelectorAll("button")[buttonIndex];
+  if (button) button.focus();
 }
 
 async function removeSlot(slot) {
@@ -289,9 +303,10 @@ async function removeSlot(slot) {
     const result = await api("DELETE", pointPath(`/slots/${encodeURIComponent(slot.slot_id)}`), {
       action: "remove-slot",
     });
-    announce(t("staff.slot_removed", { slot: slotLabel(slot), n: result.displaced.length }));
     showDisplaced(result.displaced);
     await loadCalendar();
+    $(result.displaced.length ? "displaced" : "day-heading").focus();
+    announce(t("staff.slot_removed", { slot: slotLabel(slot), n: result.displaced.length }));
   });
 }
 
@@ -376,12 +391,12 @@ async function publish(e) {
   };
   await run(e.submitter, async () => {
     const result = await api("POST", pointPath("/calendar/publish"), { body, action: "publish" });
-    announce(t("staff.published", { added: result.added, kept: result.kept }));
     // Show the week that starts with the first published day.
     state.weekStart = body.date_from;
     state.day = body.date_from;
     $("week-start").value = state.weekStart;
     await loadCalendar();
+    announce(t("staff.published", { added: result.added, kept: result.kept }));
   });
 }
 
@@ -395,13 +410,13 @@ async function addSlot(e) {
   };
   await run(e.submitter, async () => {
     const result = await api("POST", pointPath("/slots"), { body, action: "add-slot" });
-    announce(t("staff.slot_added", { slot: `${formatDay(body.day)} ${slotLabel(result.slot)}` }));
     state.day = body.day;
     if (body.day < state.weekStart || body.day > addDays(state.weekStart, 6)) {
       state.weekStart = body.day;
       $("week-start").value = body.day;
     }
     await loadCalendar();
+    announce(t("staff.slot_added", { slot: `${formatDay(body.day)} ${slotLabel(result.slot)}` }));
   });
 }
 
@@ -471,7 +486,7 @@ function renderVisits() {
           { "data-appointment": v.appointment_id, class: `status-${v.status}` },
           el("td", { text: formatTime(v.starts_at) }),
           el("td", { text: productName(v.product) }),
-          el("td", { class: "num", text: t(`dose.${v.dose_kind}`, { n: v.dose_number }) }),
+          el("td", { class: "nowrap", text: t(`dose.${v.dose_kind}`, { n: v.dose_number }) }),
           el("td", { text: patientText(v.patient) }),
           el("td", { class: "visit-status", text: visitStatus(v) }),
           el("td", { class: "actions" }, actions.length ? actions : "—"),
@@ -525,8 +540,8 @@ async function visitAction(e, kind, path, body, message) {
       action: path,
     });
     $(`${kind}-dialog`).close();
-    announce(message(result.appointment));
     await loadVisits();
+    announce(message(result.appointment));
     focusVisit(visit.appointment_id);
   });
 }
@@ -598,13 +613,13 @@ async function walkIn(e) {
   await run(e.submitter, async () => {
     const result = await api("POST", pointPath("/walk-ins"), { body, action: "walk-in" });
     const v = result.vaccination;
+    e.target.reset();
+    if (state.visitsDate === v.given_on) await loadVisits();
     announce(
       t("staff.walkin_done", {
         product: productName(v.product),
         dose: t(`dose.${v.dose_kind}`, { n: v.dose_number }),
       }),
     );
-    e.target.reset();
-    if (state.visitsDate === v.given_on) await loadVisits();
   });
 }

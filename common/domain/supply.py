@@ -13,8 +13,9 @@ How the budget is spread (``allocate``), slots in time order:
 2. every other slot keeps its bookings while the budget lasts, earliest first, so a
    shortfall displaces the LATEST visits of the week;
 3. what is left opens seats, earliest first, each slot up to its template (the capacity staff
-   published). A slot's "bookings" here is the lowest capacity that displaces nobody: its
-   highest occupied seat index + 1 when the seats were read (`floor`), else cap - free.
+   published). A slot's bookings are cap - free; before a slot is lowered its visits are
+   moved onto the lowest seat indices (common/services/sds_sync.py), so lowering it to its
+   bookings displaces nobody.
 """
 
 from __future__ import annotations
@@ -44,11 +45,6 @@ class SupplySlot:
     booked: int
     template: int
     fixed: bool = False  # started or blocked: never changed by supply
-    floor: int | None = None  # highest occupied seat index + 1, once read
-
-    @property
-    def minimum(self) -> int:
-        return max(self.booked, self.floor or 0)
 
 
 def allocate(slots: Sequence[SupplySlot], budget: int) -> dict[str, int]:
@@ -62,7 +58,7 @@ def allocate(slots: Sequence[SupplySlot], budget: int) -> dict[str, int]:
     for slot in ordered:
         if slot.fixed:
             continue
-        keep[slot.slot_id] = min(slot.minimum, remaining)
+        keep[slot.slot_id] = min(slot.booked, remaining)
         remaining -= keep[slot.slot_id]
     targets: dict[str, int] = {}
     for slot in ordered:

@@ -480,13 +480,15 @@ class BookingService:
         )
 
     # -- authorisation of an existing appointment ----------------------------------------
-    def _authorize(self, actor: Actor, appointment: Appointment, patient_key: str | None) -> None:
+    def _authorize(
+        self, actor: Actor, appointment: Appointment, patient_key: str | None, now: datetime
+    ) -> None:
         if actor.role == "patient":
             if patient_key is None or (
                 appointment.patient_key != patient_key
                 # A parent acts for their child under 18 (common/services/guardians.py).
                 and not may_act_for(
-                    self.db, patient_key, appointment.patient_key, datetime.now(WARSAW).date()
+                    self.db, patient_key, appointment.patient_key, now.astimezone(WARSAW).date()
                 )
             ):
                 # 404, not 403: a patient must not learn that someone else's id exists.
@@ -505,9 +507,11 @@ class BookingService:
         if actor.role == "staff" and actor.point_id != ref.point_id:
             raise ForbiddenError("point staff book only at their own point")
 
-    def get_for(self, appointment_id: str, actor: Actor, patient_key: str | None) -> Appointment:
+    def get_for(
+        self, appointment_id: str, actor: Actor, patient_key: str | None, now: datetime
+    ) -> Appointment:
         appointment, _ = self._load(appointment_id)
-        self._authorize(actor, appointment, patient_key)
+        self._authorize(actor, appointment, patient_key, now)
         return appointment
 
     # -- cancel --------------------------------------------------------------------------
@@ -516,7 +520,7 @@ class BookingService:
     ) -> StoredResponse:
         for _ in range(MAX_STATE_RETRIES):
             appointment, version = self._load(cmd.appointment_id)
-            self._authorize(cmd.actor, appointment, cmd.patient_key)
+            self._authorize(cmd.actor, appointment, cmd.patient_key, now)
             if not appointment.is_active:
                 raise InvalidStateTransitionError(
                     f"the appointment is already {appointment.status.value}",
@@ -589,7 +593,7 @@ class BookingService:
     ) -> StoredResponse:
         for _ in range(MAX_STATE_RETRIES):
             appointment, version = self._load(cmd.appointment_id)
-            self._authorize(cmd.actor, appointment, cmd.patient_key)
+            self._authorize(cmd.actor, appointment, cmd.patient_key, now)
             if not appointment.is_active:
                 raise InvalidStateTransitionError(
                     f"the appointment is {appointment.status.value}",

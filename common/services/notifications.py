@@ -114,13 +114,18 @@ class SmsSender:
         render: Callable[[], str],
         meta: dict[str, Any],
         now: datetime,
+        retry_failed: bool = False,
     ) -> str:
-        """Returns the final status: 'sent', 'failed', 'skipped' (or raises to be retried)."""
+        """Returns the final status: 'sent', 'failed', 'skipped' (or raises to be retried).
+
+        `retry_failed` (an operator's replay from the dead-letter topic) tries a `failed`
+        notification once more, under the same id and with the same text."""
         ref = self._ref(notification_id)
         snapshot = ref.get(**RPC)
         if snapshot.exists:
             stored = snapshot.to_dict()
-            if stored["status"] in FINAL_STATUSES:
+            retry = retry_failed and stored["status"] == "failed" and "text" in stored
+            if stored["status"] in FINAL_STATUSES and not retry:
                 return "duplicate"
             text = stored["text"]
         else:
@@ -238,19 +243,20 @@ class NotificationService:
         except ValidationError:
             log.error("dropped an event of an unknown shape", event_type=event_type)
             return "malformed"
-        outcome = self.handle(event, now)
+        # An operator's replay (emulator/replay_dead_letters.py) marks the message replay=true.
+        outcome = self.handle(event, now, replay=attributes.get("replay") == "true")
         log.info("notification", event_type=event_type, event_id=event.event_id, outcome=outcome)
         return outcome
 
-    def handle(self, event: DomainEvent, now: datetime) -> str:
+    def handle(self, event: DomainEvent, now: datetime, replay: bool = False) -> str:
         if isinstance(event, AppointmentBooked):
-            return self._booked(event, now)
+            return self._booked(event, now, replay)
         if isinstance(event, AppointmentRescheduled):
-            return self._rescheduled(event, now)
+            return self._rescheduled(event, now, replay)
         if isinstance(event, AppointmentCancelled):
-            return self._cancelled(event, now)
+            return self._cancelled(event, now, replay)
         if isinstance(event, AppointmentDisplaced):
-            return self._displaced(event, now)
+            return self._displaced(event, now, replay)
         return "ignored"
 
     def _notify(
@@ -260,6 +266,7 @@ class NotificationService:
         render: Callable[[], str],
         now: datetime,
         appointment_id: str,
+        replay: bool,
     ) -> str:
         notification_id = f"{event.event_id}-{PATIENT_SUFFIX}"
         meta = {
@@ -272,14 +279,14 @@ class NotificationService:
         if phone is None:
             self.sender.skip(notification_id, "no_phone", meta, now)
             return "skipped:no_phone"
-        return self.sender.send_once(notification_id, phone, render, meta, now)
+        return self.sender.send_once(notification_id, phone, render, meta, now, retry_failed=replay)
 
     def _skip(self, event: DomainEvent, patient_key: str, reason: str, now: datetime) -> str:
         meta = {"kind": event.event_type, "event_id": event.event_id, "patient_key": patient_key}
         self.sender.skip(f"{event.event_id}-{PATIENT_SUFFIX}", reason, meta, now)
         return f"skipped:{reason}"
 
-    def _booked(self, event: AppointmentBooked, now: datetime) -> str:
+    def _booked(self, event: AppointmentBooked, now: datetime, replay: bool) -> str:
         appointment = self._appointment(event.appointment_id)
         if not self._is_current(appointment, event.starts_at):
             # Cancelled or moved before this event was handled (late or out-of-order
@@ -305,9 +312,10 @@ class NotificationService:
             lambda: sms_texts.booked(product, event.dose_number, event.starts_at, point, second),
             now,
             event.appointment_id,
+            replay,
         )
 
-    def _rescheduled(self, event: AppointmentRescheduled, now: datetime) -> str:
+    def _rescheduled(self, event: AppointmentRescheduled, now: datetime, replay: bool) -> str:
         from common.domain.calendar import SlotRef
 
         old_start = SlotRef.parse(event.from_slot_id).starts_at
@@ -326,9 +334,10 @@ class NotificationService:
             lambda: sms_texts.rescheduled(product, event.dose_number, event.starts_at, point),
             now,
             event.appointment_id,
+            replay,
         )
 
-    def _cancelled(self, event: AppointmentCancelled, now: datetime) -> str:
+    def _cancelled(self, event: AppointmentCancelled, now: datetime, replay: bool) -> str:
         if self.reminders is not None:
             self.reminders.cancel(event.appointment_id, event.starts_at)
         appointment = self._appointment(event.appointment_id)
@@ -351,9 +360,10 @@ class NotificationService:
             lambda: sms_texts.cancelled(product, event.dose_number, event.starts_at, with_second),
             now,
             event.appointment_id,
+            replay,
         )
 
-    def _displaced(self, event: AppointmentDisplaced, now: datetime) -> str:
+    def _displaced(self, event: AppointmentDisplaced, now: datetime, replay: bool) -> str:
         if self.reminders is not None:
             self.reminders.cancel(event.appointment_id, event.starts_at)
         point = self._doc(POINTS, event.point_id)
@@ -367,4 +377,5 @@ class NotificationService:
             lambda: sms_texts.displaced(product, event.starts_at, point, alternatives),
             now,
             event.appointment_id,
+            replay,
         )

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -64,11 +65,21 @@ def _message(data: dict[str, Any] | None) -> tuple[bytes, dict[str, str]]:
 
 class P1Reporter:
     def __init__(
-        self, client: firestore.Client, p1: VaccinationSink, publisher: EventPublisher
+        self,
+        client: firestore.Client,
+        p1: VaccinationSink | Callable[[], VaccinationSink],
+        publisher: EventPublisher,
     ) -> None:
         self.db = client
-        self.p1 = p1
+        # A factory is welcome: the events this function ignores need no P1 configuration.
+        self._p1 = p1
         self.publisher = publisher
+
+    @property
+    def p1(self) -> VaccinationSink:
+        if not hasattr(self._p1, "report_vaccination"):
+            self._p1 = self._p1()  # type: ignore[operator]
+        return self._p1  # type: ignore[return-value]
 
     def handle(self, data: dict[str, Any], now: datetime) -> str:
         """Handle one push delivery; returns the outcome, or raises to be redelivered."""

@@ -57,6 +57,15 @@ class PointsAdminService:
         self.db = client
         self.catalogue = catalogue
 
+    def get(self, point_id: str) -> dict[str, Any]:
+        """A point's public details (any signed-in caller): one document read."""
+        if not is_point_id(point_id):
+            raise PointNotFoundError()
+        snapshot = self.db.collection(POINTS).document(point_id).get(**RPC)
+        if not snapshot.exists:
+            raise PointNotFoundError()
+        return {"point": snapshot.to_dict()}
+
     def upsert(
         self,
         actor: Any,

@@ -34,9 +34,18 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.field_path import FieldPath
 
 from common import structured_log as log
-from common.adapters.firestore_store import AVAILABILITY, POINTS, RPC, SEATS, get_many
+from common.adapters.firestore_store import (
+    APPOINTMENTS,
+    AVAILABILITY,
+    POINTS,
+    RPC,
+    SEATS,
+    free_seats_field,
+    get_many,
+)
 from common.adapters.sds_client import SdsDelivery, SdsDemand
 from common.domain.calendar import SlotRef, parse_day_key
+from common.domain.errors import DependencyUnavailableError, DomainError
 from common.domain.supply import SupplySlot, allocate, iso_week, week_days
 from common.domain.visits import local_day
 from common.services.booking import Actor
@@ -122,7 +131,16 @@ class SdsSync:
                 break
         pushed_points: set[str] = set()
         for snapshot in self._dirty():
-            self.reconcile(snapshot, now, summary)
+            try:
+                self.reconcile(snapshot, now, summary)
+            except DependencyUnavailableError:
+                raise
+            except DomainError as err:
+                # One week that cannot be reconciled now (calendar busy, a seat held by a
+                # visit already carried out) must not block the others: it stays dirty.
+                summary["deferred"] = summary.get("deferred", 0) + 1
+                log.warning("supply left for the next run", supply=snapshot.id, code=err.code)
+                continue
             point_id = snapshot.get("point_id")
             if point_id not in pushed_points:
                 summary["demand_pushed"] += self.push_demand(point_id, now)
@@ -236,22 +254,10 @@ class SdsSync:
             point_id, product, week, availability.to_dict() if availability.exists else None, now
         )
         targets = allocate(slots, budget)
-        for _ in range(3):  # read the seats of slots to be lowered: their real floor
-            unread = [
-                s
-                for s in slots
-                if not s.fixed and s.floor is None and targets[s.slot_id] < s.capacity
-            ]
-            if not unread:
-                break
-            floors = self._floors(unread)
-            slots = [
-                SupplySlot(**{**s.__dict__, "floor": floors[s.slot_id]})
-                if s.slot_id in floors
-                else s
-                for s in slots
-            ]
-            targets = allocate(slots, budget)
+        for slot in slots:
+            target = targets.get(slot.slot_id, slot.capacity)
+            if not slot.fixed and 0 < target < slot.capacity:
+                self._compact(slot, target, now)
         for slot in slots:
             if slot.fixed or targets[slot.slot_id] == slot.capacity:
                 continue
@@ -308,21 +314,68 @@ class SdsSync:
                 )
         return slots
 
-    def _floors(self, slots: Sequence[SupplySlot]) -> dict[str, int]:
-        refs = {
-            (slot.slot_id, n): self.db.collection(SEATS).document(
-                SlotRef.parse(slot.slot_id).seat_id(n)
+    def _compact(self, slot: SupplySlot, target: int, now: datetime) -> None:
+        """Move visits sitting on seat indices >= target onto free indices below it.
+
+        Bookings pick seats at random, so lowering a slot of 5 with 2 visits to 2 would
+        otherwise displace whoever holds indices 2..4. Each move, in one commit: the free
+        low seat is created (a booker who took it meanwhile makes the commit fail: we read
+        again), the appointment points to it (precondition: unchanged since read), the high
+        seat becomes a blocker (one fewer free seat), and `free` goes down by one. The
+        capacity change that follows then finds only blockers and free seats up there.
+        """
+        ref = SlotRef.parse(slot.slot_id)
+        for _ in range(MAX_COMMIT_ATTEMPTS):
+            seat_refs = [
+                self.db.collection(SEATS).document(ref.seat_id(n)) for n in range(slot.capacity)
+            ]
+            found = get_many(self.db, seat_refs)
+            seats = [found[r.path] for r in seat_refs]
+            high = [
+                n for n in range(target, slot.capacity) if seats[n] and not seats[n].get("blocker")
+            ]
+            low = [n for n in range(target) if seats[n] is None]
+            moves = list(zip(high, low, strict=False))
+            if not moves:
+                return
+            appointment_refs = [
+                self.db.collection(APPOINTMENTS).document(str(seats[h]["appointment_id"]))
+                for h, _ in moves
+            ]
+            versions = {s.reference.path: s for s in self.db.get_all(appointment_refs, **RPC)}
+            batch = self.db.batch()
+            moved = 0
+            for (h, low_index), appointment_ref in zip(moves, appointment_refs, strict=True):
+                snapshot = versions.get(appointment_ref.path)
+                if snapshot is None or not snapshot.exists:
+                    continue
+                moved += 1
+                batch.create(seat_refs[low_index], {**seats[h], "moved_at": now})
+                batch.update(
+                    appointment_ref,
+                    {"seat_id": ref.seat_id(low_index), "updated_at": now},
+                    option=self.db.write_option(last_update_time=snapshot.update_time),
+                )
+                batch.set(
+                    seat_refs[h],
+                    {
+                        "blocker": True,
+                        "slot_id": ref.slot_id,
+                        "point_id": ref.point_id,
+                        "day": ref.day.isoformat(),
+                        "reason": "supply_compaction",
+                        "claimed_at": now,
+                    },
+                )
+            batch.update(
+                self.db.collection(AVAILABILITY).document(ref.point_id),
+                {free_seats_field(ref.day_key, ref.slot_key): firestore.Increment(-moved)},
             )
-            for slot in slots
-            for n in range(slot.capacity)
-        }
-        found = get_many(self.db, refs.values())
-        floors = {slot.slot_id: 0 for slot in slots}
-        for (slot_id, index), ref in refs.items():
-            data = found.get(ref.path)
-            if data is not None and not data.get("blocker"):
-                floors[slot_id] = max(floors[slot_id], index + 1)
-        return floors
+            try:
+                batch.commit(**RPC)
+                return
+            except (gexc.Conflict, gexc.FailedPrecondition, gexc.NotFound):
+                continue
 
     # -- 3. demand ----------------------------------------------------------------------------
     def push_demand(self, point_id: str, now: datetime) -> int:

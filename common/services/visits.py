@@ -28,7 +28,7 @@ from common.adapters.firestore_store import (
     get_with_version,
 )
 from common.adapters.pubsub_publisher import EventPublisher
-from common.domain.appointments import Appointment, active_dose_lock_id
+from common.domain.appointments import Appointment, AppointmentStatus, active_dose_lock_id
 from common.domain.calendar import SlotRef
 from common.domain.eligibility import CohortRules, check_booking_eligibility
 from common.domain.errors import (
@@ -269,7 +269,9 @@ class VisitService:
                 referral_id=appointment.referral_id,
             )
             response = self._response(
-                appointment.model_copy(update={"status": "completed", "updated_at": now}),
+                appointment.model_copy(
+                    update={"status": AppointmentStatus.COMPLETED, "updated_at": now}
+                ),
                 {"lot_number": body.lot_number, "referral_closed": closes},
             )
             batch = self.db.batch()
@@ -352,7 +354,9 @@ class VisitService:
                 )
             ]
             response = self._response(
-                appointment.model_copy(update={"status": "no_show", "updated_at": now}),
+                appointment.model_copy(
+                    update={"status": AppointmentStatus.NO_SHOW, "updated_at": now}
+                ),
                 {"cancelled_linked_appointment_id": linked[0].appointment_id if linked else None},
             )
             batch = self.db.batch()

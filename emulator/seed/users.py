@@ -25,8 +25,8 @@ class DemoUser:
 
 
 DEMO_USERS: tuple[DemoUser, ...] = (
-    DemoUser("patient-anna", "patient", "Anna, born 1944 (patient)", pesel="44051401359"),
-    DemoUser("patient-jan", "patient", "Jan, born 2002 (patient)", pesel="02270803624"),
+    DemoUser("patient-anna", "patient", "Antoni, born 1944 (patient)", pesel="44051401359"),
+    DemoUser("patient-jan", "patient", "Janina, born 2002 (patient)", pesel="02270803624"),
     DemoUser(
         "patient-ewa",
         "patient",

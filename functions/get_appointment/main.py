@@ -16,5 +16,6 @@ def get_appointment(request):
         path_param(request, "/v1/appointments/"),
         actor_of(principal, request.headers.get("X-Access-Reason")),
         own_patient_key(principal),
+        wiring.now(),
     )
     return json_response(appointment.to_api())

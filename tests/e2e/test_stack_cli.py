@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -26,12 +27,16 @@ def _stack_argv(ports: dict[str, int], *extra: str) -> list[str]:
         "--pubsub-port", str(ports["pubsub"]),
         "--tasks-port", str(ports["tasks"]),
         "--gateway-port", str(ports["gateway"]),
+        "--p1-port", str(ports["p1"]),
+        "--sds-port", str(ports["sds"]),
+        "--sms-port", str(ports["sms"]),
         *extra,
     ]  # fmt: skip
 
 
 def _ports() -> dict[str, int]:
-    return {name: free_port() for name in ("firestore", "pubsub", "tasks", "gateway")}
+    names = ("firestore", "pubsub", "tasks", "gateway", "p1", "sds", "sms")
+    return {name: free_port() for name in names}
 
 
 def _clean_env() -> dict[str, str]:
@@ -114,6 +119,9 @@ def test_run_command_brings_everything_up_and_ctrl_c_leaves_nothing(tmp_path: Pa
         assert "Press Ctrl-C to stop everything" in text, text
         base = f"http://127.0.0.1:{ports['gateway']}"
         assert base in text and f"127.0.0.1:{ports['firestore']}" in text
+        assert f"127.0.0.1:{ports['p1']}" in text and f"127.0.0.1:{ports['sms']}" in text
+        # The demo referrals came in through P1 and the first sync_p1_referrals run.
+        assert re.search(r"P1: \d+ referrals issued, [1-9]\d* synced", text), text
         tokens = json.loads(urllib.request.urlopen(f"{base}/dev/tokens", timeout=10).read())
         request = urllib.request.Request(
             f"{base}/v1/slots?postcode=31-001&product=comirnaty&radius_km=300",

@@ -392,6 +392,7 @@ MATRIX: dict[str, Row] = {
         _close_callback, _statuses(403, agent_reason=200, agent_no_reason=200, admin=200)
     ),
     "upsertPoint": Row(_upsert_point, _statuses(403, admin=200)),
+    "getPoint": Row(lambda c, r: Call(f"/v1/points/{POINT_X}"), _statuses(200)),
 }
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import random
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 
 import pytest
+import requests
 from google.api_core import exceptions as gexc
 from google.cloud import tasks_v2
 
@@ -27,6 +29,7 @@ from common.services.booking import (
     RescheduleAppointment,
 )
 from common.services.reminders import reminder_key, task_id
+from emulator.identities import mint_id_token
 from tests.integration import sms_support
 from tests.integration.sms_support import (
     SmsWorld,
@@ -303,3 +306,48 @@ def test_sms_text_has_no_pesel_and_the_event_no_phone(world: SmsWorld):
     (sms,) = world.messages(phone)
     assert pesel not in sms["text"]
     assert payload_of(event)["event_id"] in sms["client_message_id"]
+
+
+# -- a day in the local cloud ---------------------------------------------------------------------
+def test_a_day_booking_sms_reminder_and_a_dialog_booking(push_world: SmsWorld):
+    """Through the public API, Pub/Sub push, Cloud Tasks and the SMS gateway's webhook."""
+    world = push_world
+    slots = point_with_slots(world.db, days=[2, 3], extra_times=(dtime(11, 0),), capacity=3)
+    anna_phone, jan_phone = "+48600100090", "+48600100091"
+    anna, _ = world.patient(anna_phone, 90)
+    jan, _ = world.patient(jan_phone, 91)
+    # Morning: Anna books in the portal (the public API, her ID token).
+    token = mint_id_token(world.project, "anna", role="patient", pesel=anna)
+    booked = requests.post(
+        f"{world.gateway_url}/v1/appointments",
+        json={"slot_id": slots[0]},
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex},
+        timeout=30,
+    )
+    assert booked.status_code == 201, booked.text
+    appointment = booked.json()["appointments"][0]
+    assert wait_for(lambda: world.messages(anna_phone))
+    # Her reminder is waiting in the queue for 18:00 the day before.
+    (task,) = wait_for(lambda: _tasks(world))
+    start = visit_start(slots[0])
+    assert task.name.endswith(task_id(appointment["appointment_id"], start))
+    # Noon: Jan has no internet; he texts the short number, and books with TAK.
+    simulator = f"{world.sms.base_url}/sms/v1/inbound"
+    auth = {"Authorization": f"Bearer {sms_support.DEFAULT_TOKEN}"}
+    requests.post(
+        simulator, json={"from": jan_phone, "text": f"{jan} 31-001"}, headers=auth, timeout=10
+    )
+    assert wait_for(lambda: world.messages(jan_phone))
+    requests.post(simulator, json={"from": jan_phone, "text": "TAK"}, headers=auth, timeout=10)
+    assert wait_for(lambda: len(world.messages(jan_phone)) == 2)
+    assert world.messages(jan_phone)[1]["text"].startswith("Zarezerwowano")
+    assert wait_for(lambda: len(_tasks(world)) == 2)  # Jan's reminder too
+    # Evening, 18:00 the day before: Cloud Tasks fires Anna's reminder (forced now here).
+    world.tasks.run_task(name=task.name)
+    assert wait_for(lambda: len(world.messages(anna_phone)) == 2)
+    texts = [m["text"] for m in world.messages(anna_phone)]
+    assert texts[0].startswith("e-Rejestracja: zarezerwowano")
+    assert texts[1].startswith("Przypomnienie") and f"{start:%d.%m.%Y}" in texts[1]
+    # Jan's booking event sent no second confirmation: the dialog's reply was it.
+    wait_for(lambda: len(world.messages(jan_phone)) > 2, timeout_s=3)
+    assert len(world.messages(jan_phone)) == 2

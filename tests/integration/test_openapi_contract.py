@@ -38,6 +38,7 @@ from werkzeug.test import Client
 from werkzeug.wrappers import Request, Response
 
 from common import wiring
+from common.declarations import load_declarations
 from emulator.gateway import OPENAPI_PATH, Gateway, discover_functions, load_routes
 from tests.support.stack import Api, add_patient, add_point, firestore_client, gateway, today_warsaw
 
@@ -45,7 +46,11 @@ ROOT = Path(__file__).resolve().parents[2]
 SPEC: dict[str, Any] = yaml.safe_load(OPENAPI_PATH.read_text(encoding="utf-8"))
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 # Functions reached only by Pub/Sub push or Cloud Scheduler, under /_functions/<name>.
-NOT_PUBLIC = {"relay_outbox", "record_integration_event"}
+# Functions that are not behind the public API (push targets, scheduled jobs, webhooks): the
+# declarations say which (public: false), the same list Terraform deploys from.
+NOT_PUBLIC = {
+    name for name, function in load_declarations().functions.items() if not function.public
+}
 FUZZ_EXAMPLES = 50
 
 

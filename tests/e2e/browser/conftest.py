@@ -40,17 +40,19 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--lang=pl-PL",  # date and time fields in the Polish format
 ]
 VIEWPORT = {"width": 1280, "height": 800}
-DEMO_POINTS = 12
-DEMO_PATIENTS = 20
+DEMO_POINTS = 4  # pt-00001 (Wrocław, the demo staff's point) and three in other cities
+DEMO_PATIENTS = 8
 
 
 def chromium_path() -> str | None:
     configured = os.environ.get("CHROMIUM")
     if configured:
         return configured if Path(configured).exists() else None
-    for candidate in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
+    candidates = ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser"))
+    for candidate in candidates:
         if candidate and Path(candidate).exists():
             return candidate
     return None
@@ -109,14 +111,34 @@ class WebStack:
         return self.tokens[uid]["token"]
 
 
+@pytest.fixture(scope="session")
+def gateway_server(local_cloud: Any) -> Iterator[tuple[str, dict[str, dict[str, str]]]]:
+    """The gateway with /dev/tokens, served once per run; each test puts its project's tokens
+    into the dict it serves (the functions read the project from the environment per call)."""
+    from emulator.gateway import build_gateway
+
+    tokens: dict[str, dict[str, str]] = {}
+    server = make_server("127.0.0.1", 0, build_gateway(dev_tokens=tokens), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", tokens
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
-def web_stack(project: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebStack]:
-    """Demo data, a clock at 06:00 today (Warsaw), and the gateway with the demo users' tokens.
+def web_stack(
+    project: str,
+    gateway_server: tuple[str, dict[str, dict[str, str]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[WebStack]:
+    """Demo data, a clock at 06:00 today (Warsaw), and the demo users' tokens for this project.
 
     The clock is fixed so that a day published "today" still has slots ahead, whatever the
     hour the tests run at: check-in and completion happen on the visit's day.
     """
-    from emulator.gateway import build_gateway
     from emulator.seed.demo import seed_demo
     from emulator.seed.users import demo_tokens
 
@@ -132,15 +154,13 @@ def web_stack(project: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebStac
         client=db,
         settings=Settings.from_env(),
     )
-    tokens = demo_tokens(project)
-    server = make_server("127.0.0.1", 0, build_gateway(dev_tokens=tokens), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    url, served = gateway_server
+    served.clear()
+    served.update(demo_tokens(project))
     try:
-        yield WebStack(f"http://127.0.0.1:{server.server_port}", project, tokens, now, db)
+        yield WebStack(url, project, dict(served), now, db)
     finally:
-        server.shutdown()
-        server.server_close()
+        served.clear()
 
 
 @pytest.fixture
