@@ -102,16 +102,17 @@ def postcode_of(digits: str) -> str | None:
     return f"{rest[:2]}-{rest[2:]}" if len(rest) == 5 else None
 
 
-def pick_product(catalogue: VaccineCatalogue, word: str | None, age: int) -> str | None:
+def pick_products(catalogue: VaccineCatalogue, word: str | None, age: int) -> list[str]:
+    """The product named in the SMS, else every product the patient's age allows (the
+    nearest slot of any of them is offered; the booking enforces the finer rules)."""
     if word:
         wanted = word.lower()
         for product in catalogue.products:
             names = {product.code, product.name.split()[0].lower(), product.manufacturer.lower()}
             if wanted in names or any(n.startswith(wanted) for n in names if len(wanted) >= 4):
-                return product.code
-        return None
-    allowed = catalogue.for_age(age)
-    return allowed[0].code if allowed else None
+                return [product.code]
+        return []
+    return [p.code for p in catalogue.for_age(age)]
 
 
 # -- the service ------------------------------------------------------------------------------
@@ -316,17 +317,17 @@ class SmsDialogService:
         valid_to = self._referral_valid_to(patient_key, today)
         if valid_to is None:
             return Step(self._idle("no_referral"), sms_texts.dialog_no_referral())
-        product = pick_product(
+        products = pick_products(
             self.catalogue, command.product_word, age_on(pesel.birth_date, today)
         )
-        if product is None:
+        if not products:
             return Step(self._idle("unknown_product"), sms_texts.dialog_refused("unknown_product"))
         base = {
             **self._idle("offered"),
             "pesel": pesel.value,
             "patient_key": patient_key,
             "postcode": postcode,
-            "product": product,
+            "products": products,
             "valid_to": valid_to.isoformat(),
             "appointment": None,
         }
@@ -367,10 +368,10 @@ class SmsDialogService:
             "point": point,
         }
         minutes = int(self.offer_ttl.total_seconds() // 60)
-        product = self.catalogue.get(dialog["product"]).name
+        product = self.catalogue.get(slot["product"]).name
         text = sms_texts.dialog_offer(product, starts_at, point, minutes)
         fields = {
-            **{k: dialog.get(k) for k in ("pesel", "patient_key", "postcode", "product")},
+            **{k: dialog.get(k) for k in ("pesel", "patient_key", "postcode", "products")},
             "valid_to": dialog.get("valid_to"),
             "state": "offered",
             "outcome": "offered",
@@ -386,11 +387,12 @@ class SmsDialogService:
     ) -> tuple[dict[str, Any], dict[str, Any]] | None:
         today = now.astimezone(WARSAW).date()
         valid_to = date.fromisoformat(dialog["valid_to"])
+        products = list(dialog.get("products") or [])
         cursor = None
         for _ in range(SEARCH_PAGES):
             query = SearchQuery(
                 postcode=dialog["postcode"],
-                product=dialog["product"],
+                product=products[0] if len(products) == 1 else None,
                 date_to=min(valid_to, today + timedelta(days=SEARCH_DAYS)),
                 limit=5,
                 cursor=cursor,
@@ -399,7 +401,7 @@ class SmsDialogService:
             for item in page["items"]:
                 point = {k: item["point"].get(k) for k in ("name", "street", "postcode", "place")}
                 for slot in item["earliest_slots"]:
-                    if slot["slot_id"] not in excluded:
+                    if slot["slot_id"] not in excluded and slot["product"] in products:
                         return slot, point
             cursor = page.get("next_cursor")
             if not cursor:

@@ -532,14 +532,18 @@ def test_documents_counted_per_booking_cancel_and_reschedule(world: World) -> No
     # vaccination-history query finds nothing); the idempotency key is one commit, the
     # booking itself another: 1-dose = key + seat, lock, appointment, availability, event,
     # key completion; 2-dose adds a seat, a lock, an appointment and an event.
-    assert one_dose == DocumentCounts(reads=2, writes=7, queries=2, commits=2), measured
-    assert two_doses == DocumentCounts(reads=2, writes=11, queries=2, commits=2), measured
+    assert one_dose == DocumentCounts(reads=2, writes=7, queries=2, commits=2, empty_queries=1), (
+        measured
+    )
+    assert two_doses == DocumentCounts(reads=2, writes=11, queries=2, commits=2, empty_queries=1), (
+        measured
+    )
     # Reschedule reads the appointment, the new point's calendar and (moving a dose 1) the
     # referral; writes new seat, old seat delete, appointment, availability, event, plus the
     # key (twice).
-    assert move == DocumentCounts(reads=3, writes=7, queries=1, commits=2), measured
+    assert move == DocumentCounts(reads=3, writes=7, queries=1, commits=2, deletes=1), measured
     # Cancel reads both doses; per dose: appointment, seat, lock, event; one availability.
-    assert cancel == DocumentCounts(reads=2, writes=11, queries=0, commits=2), measured
+    assert cancel == DocumentCounts(reads=2, writes=11, queries=0, commits=2, deletes=4), measured
 
 
 def test_documents_counted_with_the_event_bus_up(
@@ -554,6 +558,10 @@ def test_documents_counted_with_the_event_bus_up(
     one_dose = _measure(meter, lambda: ok(world.book(0, "J1", "b1"), 201))
     two_doses = _measure(meter, lambda: ok(world.book(1, "C1", "b2"), 201))
     measured = f"1-dose booking {one_dose}; 2-dose booking {two_doses}"
-    assert one_dose == DocumentCounts(reads=2, writes=8, queries=2, commits=3), measured
-    assert two_doses == DocumentCounts(reads=2, writes=13, queries=2, commits=4), measured
+    assert one_dose == DocumentCounts(
+        reads=2, writes=8, queries=2, commits=3, empty_queries=1, deletes=1
+    ), measured
+    assert two_doses == DocumentCounts(
+        reads=2, writes=13, queries=2, commits=4, empty_queries=1, deletes=2
+    ), measured
     assert world.events() == []

@@ -340,7 +340,8 @@ def test_a_day_booking_sms_reminder_and_a_dialog_booking(push_world: SmsWorld):
     assert wait_for(lambda: world.messages(jan_phone))
     requests.post(simulator, json={"from": jan_phone, "text": "TAK"}, headers=auth, timeout=10)
     assert wait_for(lambda: len(world.messages(jan_phone)) == 2)
-    assert world.messages(jan_phone)[1]["text"].startswith("Zarezerwowano")
+    texts = [m["text"] for m in world.messages(jan_phone)]
+    assert texts[1].startswith("Zarezerwowano"), texts
     assert wait_for(lambda: len(_tasks(world)) == 2)  # Jan's reminder too
     # Evening, 18:00 the day before: Cloud Tasks fires Anna's reminder (forced now here).
     world.tasks.run_task(name=task.name)

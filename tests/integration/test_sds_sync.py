@@ -66,7 +66,8 @@ def _slots() -> list[SlotRef]:
 def world(project: str):
     plan = {
         POINT_X: [(r.day, r.start, r.product, 5) for r in _slots()],
-        POINT_Z: [(_monday(), time(12, 0), PRODUCT, 5)],
+        # Near X, after the week's last slot: what displaced patients are offered.
+        POINT_Z: [(_monday() + timedelta(days=2), time(12, 0), PRODUCT, 5)],
     }
     return make_world(project, patients=9, slots=plan)
 
