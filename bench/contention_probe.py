@@ -69,8 +69,9 @@ def seats(db: firestore.Client, bookers: int) -> tuple[int, int, float]:
             seat = (index + attempt) % bookers
             batch = db.batch()
             batch.create(db.collection("probe_seats").document(f"{slot_id}_{seat}"), {"b": index})
-            batch.update(db.collection("probe_slots").document(slot_id),
-                         {"free": firestore.Increment(-1)})
+            batch.update(
+                db.collection("probe_slots").document(slot_id), {"free": firestore.Increment(-1)}
+            )
             try:
                 batch.commit()
             except gexc.Conflict:
@@ -100,8 +101,10 @@ def main() -> None:
     db = firestore.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "probe"))
     for name, probe in (("read-modify-write transaction", naive), ("seat documents", seats)):
         ok, failed, seconds = probe(db, args.bookers)
-        print(f"{name:32s} {args.bookers} bookers, capacity {args.bookers}: "
-              f"{ok} booked, {failed} failed, {seconds:.1f} s")
+        print(
+            f"{name:32s} {args.bookers} bookers, capacity {args.bookers}: "
+            f"{ok} booked, {failed} failed, {seconds:.1f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -170,9 +170,7 @@ def _wait_group_gone(pgid: int, popen: subprocess.Popen[bytes], timeout_s: float
 
 def latest_export(folder: Path) -> Path | None:
     """The newest export in `folder`: each export is a subfolder firestore_export_<epoch>."""
-    found = sorted(
-        folder.glob("*/*.overall_export_metadata"), key=lambda p: p.stat().st_mtime
-    )
+    found = sorted(folder.glob("*/*.overall_export_metadata"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
 
 

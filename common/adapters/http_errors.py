@@ -17,11 +17,12 @@ request body: bodies carry PESELs and phone numbers.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, Self, TypeVar
 
 import requests
 from pydantic import BaseModel, ValidationError
@@ -183,3 +184,36 @@ def require_env(env: Mapping[str, str], name: str) -> str:
     if not value:
         raise RuntimeError(f"environment variable {name} is not set")
     return value
+
+
+class PeerClient:
+    """What every client of a peer system shares: base URL, bearer token, session, timeouts.
+
+    Subclasses name their API prefix and the environment variables that configure them.
+    """
+
+    API_PREFIX: str = ""
+    URL_ENV: str = ""
+    TOKEN_ENV: str = ""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        session: requests.Session | None = None,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._base = base_url.rstrip("/") + self.API_PREFIX
+        self._session = session or bearer_session(token)
+        if session is not None:
+            self._session.headers["Authorization"] = f"Bearer {token}"
+        self._timeout = timeout
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        env = os.environ if env is None else env
+        return cls(require_env(env, cls.URL_ENV), require_env(env, cls.TOKEN_ENV))
+
+    def close(self) -> None:
+        self._session.close()

@@ -9,26 +9,20 @@ redelivery retries, and ``report_vaccination`` is safe to repeat because P1 dedu
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Literal
 from urllib.parse import quote
 
-import requests
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.adapters.http_errors import (
-    DEFAULT_TIMEOUT,
-    bearer_session,
+    PeerClient,
     parse_json,
-    require_env,
     send,
 )
 from common.domain.eligibility import DoseKind, Referral
 
 PEER = "P1"
-_API = "/p1/v1"
 
 
 class P1Referral(BaseModel):
@@ -95,28 +89,10 @@ class _ReferralPage(BaseModel):
     has_more: bool = False
 
 
-class P1Client:
-    def __init__(
-        self,
-        base_url: str,
-        token: str,
-        *,
-        session: requests.Session | None = None,
-        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-    ) -> None:
-        self._base = base_url.rstrip("/") + _API
-        self._session = session or bearer_session(token)
-        if session is not None:
-            self._session.headers["Authorization"] = f"Bearer {token}"
-        self._timeout = timeout
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> P1Client:
-        env = os.environ if env is None else env
-        return cls(require_env(env, "P1_BASE_URL"), require_env(env, "P1_TOKEN"))
-
-    def close(self) -> None:
-        self._session.close()
+class P1Client(PeerClient):
+    API_PREFIX = "/p1/v1"
+    URL_ENV = "P1_BASE_URL"
+    TOKEN_ENV = "P1_TOKEN"  # noqa: S105 (the variable's name, not a secret)
 
     def referrals_since(self, cursor: str | None, limit: int = 100) -> tuple[list[P1Referral], str]:
         """New and changed referrals after ``cursor`` (None or "" = from the start), oldest

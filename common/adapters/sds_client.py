@@ -8,25 +8,20 @@ harmless, and ``deliveries_since`` only reads.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Literal
 from urllib.parse import quote
 
-import requests
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.adapters.http_errors import (
-    DEFAULT_TIMEOUT,
-    bearer_session,
+    PeerClient,
     parse_json,
-    require_env,
     send,
 )
 
 PEER = "SDS"
-_API = "/sds/v1"
 
 
 class SdsDelivery(BaseModel):
@@ -61,28 +56,10 @@ class _DeliveryPage(BaseModel):
     has_more: bool = False
 
 
-class SdsClient:
-    def __init__(
-        self,
-        base_url: str,
-        token: str,
-        *,
-        session: requests.Session | None = None,
-        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-    ) -> None:
-        self._base = base_url.rstrip("/") + _API
-        self._session = session or bearer_session(token)
-        if session is not None:
-            self._session.headers["Authorization"] = f"Bearer {token}"
-        self._timeout = timeout
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> SdsClient:
-        env = os.environ if env is None else env
-        return cls(require_env(env, "SDS_BASE_URL"), require_env(env, "SDS_TOKEN"))
-
-    def close(self) -> None:
-        self._session.close()
+class SdsClient(PeerClient):
+    API_PREFIX = "/sds/v1"
+    URL_ENV = "SDS_BASE_URL"
+    TOKEN_ENV = "SDS_TOKEN"  # noqa: S105 (the variable's name, not a secret)
 
     def deliveries_since(
         self, cursor: str | None, limit: int = 100

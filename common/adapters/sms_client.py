@@ -13,23 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-from collections.abc import Mapping
 from datetime import datetime
 
-import requests
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.adapters.http_errors import (
-    DEFAULT_TIMEOUT,
-    bearer_session,
+    PeerClient,
     parse_json,
-    require_env,
     send,
 )
 
 PEER = "SMS gateway"
-_API = "/sms/v1"
 SIGNATURE_HEADER = "X-Sms-Signature"
 PHONE_PATTERN = r"^\+?[0-9]{9,15}$"
 
@@ -62,28 +56,10 @@ def verify_signature(body: bytes, header: str | None, secret: str) -> bool:
     return hmac.compare_digest(header.strip(), expected)
 
 
-class SmsClient:
-    def __init__(
-        self,
-        base_url: str,
-        token: str,
-        *,
-        session: requests.Session | None = None,
-        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-    ) -> None:
-        self._base = base_url.rstrip("/") + _API
-        self._session = session or bearer_session(token)
-        if session is not None:
-            self._session.headers["Authorization"] = f"Bearer {token}"
-        self._timeout = timeout
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> SmsClient:
-        env = os.environ if env is None else env
-        return cls(require_env(env, "SMS_BASE_URL"), require_env(env, "SMS_TOKEN"))
-
-    def close(self) -> None:
-        self._session.close()
+class SmsClient(PeerClient):
+    API_PREFIX = "/sms/v1"
+    URL_ENV = "SMS_BASE_URL"
+    TOKEN_ENV = "SMS_TOKEN"  # noqa: S105 (the variable's name, not a secret)
 
     def send(self, to: str, text: str, client_message_id: str) -> str:
         """Hand one SMS to the gateway; returns the gateway's message id. Use a stable

@@ -7,8 +7,9 @@ event: the patient is named by `patient_key`, a keyed hash.
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict
 
@@ -22,6 +23,20 @@ class DomainEvent(BaseModel):
 
     event_id: str
     occurred_at: datetime
+
+    @classmethod
+    def about(cls, appointment: Any, *, occurred_at: datetime, **fields: Any) -> Self:
+        """The event for an appointment: every field the event shares with the appointment is
+        copied from it (appointment_id, series_id, patient_key, point_id, slot_id, product,
+        dose_number, starts_at, ...); `fields` gives the rest or overrides."""
+        shared = {
+            name: getattr(appointment, name)
+            for name in cls.model_fields
+            if name not in fields
+            and name not in ("event_id", "occurred_at")
+            and hasattr(appointment, name)
+        }
+        return cls(event_id=uuid.uuid4().hex, occurred_at=occurred_at, **shared, **fields)
 
     def envelope(self) -> dict[str, Any]:
         body = self.model_dump(mode="json")

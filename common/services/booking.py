@@ -463,21 +463,7 @@ class BookingService:
 
     @staticmethod
     def _booked_event(a: Appointment, now: datetime) -> AppointmentBooked:
-        return AppointmentBooked(
-            event_id=uuid.uuid4().hex,
-            occurred_at=now,
-            appointment_id=a.appointment_id,
-            series_id=a.series_id,
-            patient_key=a.patient_key,
-            point_id=a.point_id,
-            slot_id=a.slot_id,
-            product=a.product,
-            dose_kind=a.dose_kind,
-            dose_number=a.dose_number,
-            starts_at=a.starts_at,
-            channel=a.channel,
-            linked_appointment_id=a.linked_appointment_id,
-        )
+        return AppointmentBooked.about(a, occurred_at=now)
 
     # -- authorisation of an existing appointment ----------------------------------------
     def _authorize(
@@ -572,19 +558,8 @@ class BookingService:
     def _cancelled_event(
         a: Appointment, now: datetime, cmd: CancelAppointment
     ) -> AppointmentCancelled:
-        return AppointmentCancelled(
-            event_id=uuid.uuid4().hex,
-            occurred_at=now,
-            appointment_id=a.appointment_id,
-            series_id=a.series_id,
-            patient_key=a.patient_key,
-            point_id=a.point_id,
-            slot_id=a.slot_id,
-            product=a.product,
-            dose_number=a.dose_number,
-            starts_at=a.starts_at,
-            channel=cmd.channel,
-            reason=cmd.reason,
+        return AppointmentCancelled.about(
+            a, occurred_at=now, channel=cmd.channel, reason=cmd.reason
         )
 
     # -- reschedule ----------------------------------------------------------------------

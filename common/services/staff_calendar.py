@@ -681,37 +681,15 @@ class StaffCalendarService:
             batch.delete(self.db.collection(ACTIVE_DOSES).document(lock_id))
         for appointment, _ in displaced:
             events.append(
-                AppointmentDisplaced(
-                    event_id=uuid.uuid4().hex,
-                    occurred_at=now,
-                    appointment_id=appointment.appointment_id,
-                    series_id=appointment.series_id,
-                    patient_key=appointment.patient_key,
-                    point_id=appointment.point_id,
-                    slot_id=appointment.slot_id,
-                    product=appointment.product,
-                    dose_number=appointment.dose_number,
-                    starts_at=appointment.starts_at,
-                    reason=reason,
-                    alternatives=alternatives,
+                AppointmentDisplaced.about(
+                    appointment, occurred_at=now, reason=reason, alternatives=alternatives
                 )
             )
         for appointment, _ in linked:
             batch.delete(self.db.collection(SEATS).document(appointment.seat_id))
             events.append(
-                AppointmentCancelled(
-                    event_id=uuid.uuid4().hex,
-                    occurred_at=now,
-                    appointment_id=appointment.appointment_id,
-                    series_id=appointment.series_id,
-                    patient_key=appointment.patient_key,
-                    point_id=appointment.point_id,
-                    slot_id=appointment.slot_id,
-                    product=appointment.product,
-                    dose_number=appointment.dose_number,
-                    starts_at=appointment.starts_at,
-                    channel="point",
-                    reason=f"{reason}_first_dose",
+                AppointmentCancelled.about(
+                    appointment, occurred_at=now, channel="point", reason=f"{reason}_first_dose"
                 )
             )
         outbox.add_events(batch, self.db, events)

@@ -339,20 +339,7 @@ class VisitService:
             require_booked(appointment, "mark as no-show")
             require_started(appointment, now)
             linked = self._linked_second_dose(appointment)
-            events: list[DomainEvent] = [
-                AppointmentNoShow(
-                    event_id=uuid.uuid4().hex,
-                    occurred_at=now,
-                    appointment_id=appointment.appointment_id,
-                    series_id=appointment.series_id,
-                    patient_key=appointment.patient_key,
-                    point_id=appointment.point_id,
-                    slot_id=appointment.slot_id,
-                    product=appointment.product,
-                    dose_number=appointment.dose_number,
-                    starts_at=appointment.starts_at,
-                )
-            ]
+            events: list[DomainEvent] = [AppointmentNoShow.about(appointment, occurred_at=now)]
             response = self._response(
                 appointment.model_copy(
                     update={"status": AppointmentStatus.NO_SHOW, "updated_at": now}
@@ -382,19 +369,8 @@ class VisitService:
                 batch.delete(self.db.collection(ACTIVE_DOSES).document(self._lock_id(dose2)))
                 write_free_increments(batch, self.db, [(dose2.slot_id, +1)])
                 events.append(
-                    AppointmentCancelled(
-                        event_id=uuid.uuid4().hex,
-                        occurred_at=now,
-                        appointment_id=dose2.appointment_id,
-                        series_id=dose2.series_id,
-                        patient_key=dose2.patient_key,
-                        point_id=dose2.point_id,
-                        slot_id=dose2.slot_id,
-                        product=dose2.product,
-                        dose_number=dose2.dose_number,
-                        starts_at=dose2.starts_at,
-                        channel="point",
-                        reason="first_dose_missed",
+                    AppointmentCancelled.about(
+                        dose2, occurred_at=now, channel="point", reason="first_dose_missed"
                     )
                 )
             outbox.add_events(batch, self.db, events)

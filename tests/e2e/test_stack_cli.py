@@ -56,7 +56,11 @@ def test_taken_port_fails_with_a_message_not_a_traceback():
         blocker.bind(("127.0.0.1", ports["gateway"]))
         blocker.listen()
         result = subprocess.run(
-            _stack_argv(ports), cwd=ROOT, env=_clean_env(), capture_output=True, text=True,
+            _stack_argv(ports),
+            cwd=ROOT,
+            env=_clean_env(),
+            capture_output=True,
+            text=True,
             timeout=60,
         )
     assert result.returncode == 2
@@ -101,8 +105,13 @@ def test_missing_gcloud_fails_with_what_to_install(tmp_path: Path):
 def test_run_command_brings_everything_up_and_ctrl_c_leaves_nothing(tmp_path: Path):
     ports = _ports()
     process = subprocess.Popen(
-        _stack_argv(ports, "--points", "40"), cwd=ROOT, env=_clean_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        _stack_argv(ports, "--points", "40"),
+        cwd=ROOT,
+        env=_clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     output: list[str] = []
     try:
@@ -146,8 +155,13 @@ def test_run_command_brings_everything_up_and_ctrl_c_leaves_nothing(tmp_path: Pa
 
 def _start_and_wait(argv: list[str]) -> subprocess.Popen[str]:
     process = subprocess.Popen(
-        argv, cwd=ROOT, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True,
+        argv,
+        cwd=ROOT,
+        env=_clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     assert process.stdout is not None
     lines = []
