@@ -8,7 +8,7 @@ CHECKOV_VENV  ?= .venv-checkov
 CHECKOV_STAMP  = $(CHECKOV_VENV)/.installed
 CHECKOV_VERSION = 3.3.30
 
-.PHONY: install run test test-unit lint format clean
+.PHONY: install chromium run test test-unit lint format clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,14 +21,21 @@ $(CHECKOV_STAMP):
 	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
 	touch $(CHECKOV_STAMP)
 
-install: $(STAMP) $(CHECKOV_STAMP)
+install: $(STAMP)
+
+# Debian's headless Chromium for the browser tests (tests/e2e/browser), when we may install it;
+# without it those tests are skipped with a reason, nothing else depends on it.
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) ; } \
+	  || echo "note: chromium is not installed; the browser tests will be skipped" >&2
 
 ## Run the whole local system: emulators, functions behind the gateway, demo data.
 run: install
 	$(BIN)/python -m emulator $(ARGS)
 
 ## Run every test (starts its own emulators on free ports).
-test: install
+test: install $(CHECKOV_STAMP) chromium
 	$(BIN)/ruff check .
 	CHECKOV_BIN=$(CHECKOV_VENV)/bin/checkov $(BIN)/python -m pytest -q $(ARGS)
 
