@@ -1,0 +1,280 @@
+"""A full day in the local stack (`python -m emulator`), over HTTP only, as the outside sees it.
+
+Referrals come in from P1's simulator; a patient books; the SMS and the reminder go out through
+the SMS simulator (the reminder through a Cloud Task); staff check the patient in and complete
+the visit; the vaccination reaches P1's simulator; an SDS delivery sets a point's bookable
+capacity; and somebody books a slot by SMS (PESEL + postcode, then TAK).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from emulator.processes import free_port
+from emulator.seed.users import DEMO_USERS
+
+ROOT = Path(__file__).resolve().parents[2]
+WARSAW = ZoneInfo("Europe/Warsaw")
+PROJECT = "demo-full-day"
+
+
+def _request(
+    method: str, url: str, *, token: str | None = None, body: Any = None, key: str | None = None
+) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if key:
+        headers["Idempotency-Key"] = key
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as err:
+        raw = err.read()
+        return err.code, json.loads(raw) if raw else None
+
+
+def _eventually(check: Callable[[], Any], what: str, timeout_s: float = 90) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[dict[str, Any]]:
+    ports = {
+        n: free_port() for n in ("firestore", "pubsub", "tasks", "gateway", "p1", "sds", "sms")
+    }
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST")}
+    env.pop("GOOGLE_CLOUD_PROJECT", None)
+    argv = [sys.executable, "-m", "emulator", "--project", PROJECT, "--points", "30"]
+    for name, port in ports.items():
+        argv += [f"--{name}-port", str(port)]
+    process = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    assert process.stdout is not None
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "Press Ctrl-C" in line:
+            break
+    else:
+        os.killpg(process.pid, signal.SIGKILL)
+    if not any("Press Ctrl-C" in line for line in lines):
+        process.kill()
+        pytest.fail("the stack did not come up:\n" + "".join(lines[-40:]))
+    base = f"http://127.0.0.1:{ports['gateway']}"
+    _, tokens = _request("GET", f"{base}/dev/tokens")
+    try:
+        yield {"base": base, "ports": ports, "tokens": {u: t["token"] for u, t in tokens.items()}}
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _sms_to(stack: dict[str, Any], phone: str) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{stack['ports']['sms']}/sms/v1/messages:query"
+    status, body = _request("POST", url, token="local-sms-token", body={"to": phone})
+    assert status == 200, body
+    return body["messages"]
+
+
+def _user(uid: str):
+    return next(u for u in DEMO_USERS if u.uid == uid)
+
+
+def test_a_full_day(stack: dict[str, Any]) -> None:
+    base, tokens = stack["base"], stack["tokens"]
+    now = datetime.now(WARSAW)
+    opens = (now + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+    if opens.date() != now.date() or opens.hour >= 23:
+        pytest.skip("too late in the Warsaw day to publish a visit for today")
+    ewa, jan = _user("patient-ewa"), _user("patient-jan")
+
+    # 1. Referrals synced from P1: the agent sees Ewa's referral, and P1 issued it.
+    status, found = _request(
+        "POST",
+        f"{base}/v1/patients/lookup",
+        token=tokens["agent-1"],
+        body={"pesel": ewa.pesel, "reason": "full-day check"},
+    )
+    assert status == 200, found
+    referral_ids = {r["referral_id"] for r in found["referrals"]}
+    p1 = f"http://127.0.0.1:{stack['ports']['p1']}/p1/v1"
+    _, feed = _request("GET", f"{p1}/referrals?limit=1000", token="local-p1-token")
+    assert referral_ids & {r["referral_id"] for r in feed["referrals"]}, "no referral from P1"
+
+    # 2. Staff publish a visit hour today; Ewa books it through the API.
+    _, point = _request("GET", f"{base}/v1/points/pt-00001", token=tokens["staff-1"])
+    product = next(
+        (p for p in point["point"]["products"] if p == "jcovden"), point["point"]["products"][0]
+    )
+    status, published = _request(
+        "POST",
+        f"{base}/v1/points/pt-00001/calendar/publish",
+        token=tokens["staff-1"],
+        key=uuid.uuid4().hex,
+        body={
+            "date_from": now.date().isoformat(),
+            "date_to": now.date().isoformat(),
+            "weekdays": list(range(7)),
+            "opens": f"{opens:%H:%M}",
+            "closes": f"{opens + timedelta(minutes=30):%H:%M}",
+            "slot_minutes": 15,
+            "capacity": 2,
+            "product": product,
+        },
+    )
+    assert status in (200, 201), published
+    slot_id = f"pt-00001_{opens:%Y%m%d_%H%M}_{product}"
+    status, booked = _request(
+        "POST",
+        f"{base}/v1/appointments",
+        token=tokens["patient-ewa"],
+        key=uuid.uuid4().hex,
+        body={"slot_id": slot_id},
+    )
+    assert status == 201, booked
+    visit = booked["appointments"][0]
+
+    # 3. Its SMS, and the reminder (due at once: the visit is today) through Cloud Tasks.
+    phone = _eventually(lambda: _patient_phone(stack, ewa.pesel), "Ewa's phone")
+    texts = _eventually(
+        lambda: (m := _sms_to(stack, phone)) and len(m) >= 2 and m,
+        "the booking SMS and the reminder",
+    )
+    assert len(texts) == 2, [m["text"] for m in texts]
+
+    # 4. Staff check Ewa in and complete the visit; the record reaches P1.
+    appointment = f"{base}/v1/appointments/{visit['appointment_id']}"
+    status, body = _request(
+        "POST",
+        f"{appointment}/check-in",
+        token=tokens["staff-1"],
+        key=uuid.uuid4().hex,
+        body={"pesel": ewa.pesel},
+    )
+    assert status == 200, body
+    status, body = _request(
+        "POST",
+        f"{appointment}/complete",
+        token=tokens["staff-1"],
+        key=uuid.uuid4().hex,
+        body={"product": product, "lot_number": "FD-2026"},
+    )
+    assert status == 200, body
+    records = _eventually(
+        lambda: _request(
+            "POST", f"{p1}/vaccinations:query", token="local-p1-token", body={"pesel": ewa.pesel}
+        )[1]["vaccinations"],
+        "the vaccination record in P1",
+    )
+    assert len(records) == 1 and records[0]["lot_number"] == "FD-2026"
+
+    # 5. An SDS delivery sets the bookable capacity of a point's week.
+    week_start = (now + timedelta(days=7 - now.weekday())).date()  # next Monday
+    sds = f"http://127.0.0.1:{stack['ports']['sds']}/sds/v1"
+    _, pt2 = _request("GET", f"{base}/v1/points/pt-00002", token=tokens["staff-1"])
+    sds_product = pt2["point"]["products"][0]
+    status, body = _request(
+        "POST",
+        f"{sds}/deliveries",
+        token="local-sds-token",
+        body={
+            "delivery_id": "d-full-day",
+            "point_id": "pt-00002",
+            "product": sds_product,
+            "doses": 5,
+            "delivery_date": week_start.isoformat(),
+        },
+    )
+    assert status in (200, 201), body
+    status, body = _request("POST", f"{base}/_functions/sync_sds", body={})
+    assert status == 200, body
+    admin = tokens["admin-1"]
+    week = [week_start + timedelta(days=i) for i in range(7)]
+    status, calendar = _request(
+        "GET",
+        f"{base}/v1/points/pt-00002/calendar?date_from={week[0]}&date_to={week[-1]}",
+        token=admin,
+    )
+    assert status == 200, calendar
+    capacity = sum(s["capacity"] for s in _slots(calendar) if s["product"] == sds_product)
+    assert capacity == 5, "the delivery's 5 doses are the week's bookable seats"
+
+    # 6. Jan books by SMS: PESEL and postcode, an offer, TAK.
+    sms = f"http://127.0.0.1:{stack['ports']['sms']}/sms/v1"
+    jan_phone = "+48600777111"
+    _request(
+        "POST",
+        f"{sms}/inbound",
+        token="local-sms-token",
+        body={"from": jan_phone, "text": f"{jan.pesel} 31-001"},
+    )
+    _eventually(lambda: len(_sms_to(stack, jan_phone)) >= 1, "the SMS offer")
+    _request(
+        "POST", f"{sms}/inbound", token="local-sms-token", body={"from": jan_phone, "text": "TAK"}
+    )
+    _eventually(lambda: len(_sms_to(stack, jan_phone)) >= 2, "the SMS confirmation")
+    status, mine = _request("GET", f"{base}/v1/me/appointments", token=tokens["patient-jan"])
+    assert status == 200, mine
+    assert [a["channel"] for a in mine["appointments"] if a["dose_number"] == 1] == ["sms"]
+    assert "44051401359" not in json.dumps(_sms_to(stack, jan_phone))
+
+
+def _slots(calendar: dict[str, Any]) -> list[dict[str, Any]]:
+    if "slots" in calendar:
+        return calendar["slots"]
+    return [s for day in calendar.get("days", []) for s in day.get("slots", [])]
+
+
+def _patient_phone(stack: dict[str, Any], pesel: str) -> str | None:
+    from google.cloud import firestore
+
+    from common.domain.pesel import parse_pesel, pesel_key
+
+    os.environ["FIRESTORE_EMULATOR_HOST"] = f"127.0.0.1:{stack['ports']['firestore']}"
+    try:
+        key = pesel_key(
+            parse_pesel(pesel, datetime.now(WARSAW).date()), b"local-development-only-not-a-secret"
+        )
+        snapshot = firestore.Client(project=PROJECT).collection("patients").document(key).get()
+        return (snapshot.to_dict() or {}).get("phone") if snapshot.exists else None
+    finally:
+        os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
