@@ -45,8 +45,8 @@ class DomainEvent(BaseModel):
         return body
 
 
-class AppointmentBooked(DomainEvent):
-    event_type: ClassVar[str] = "appointment.booked"
+class AppointmentEvent(DomainEvent):
+    """What every event about one appointment's slot says: which visit, whose, where, when."""
 
     appointment_id: str
     series_id: str
@@ -54,24 +54,20 @@ class AppointmentBooked(DomainEvent):
     point_id: str
     slot_id: str
     product: str
-    dose_kind: str
     dose_number: int
     starts_at: datetime
+
+
+class AppointmentBooked(AppointmentEvent):
+    event_type: ClassVar[str] = "appointment.booked"
+
     channel: str
     linked_appointment_id: str | None = None
 
 
-class AppointmentCancelled(DomainEvent):
+class AppointmentCancelled(AppointmentEvent):
     event_type: ClassVar[str] = "appointment.cancelled"
 
-    appointment_id: str
-    series_id: str
-    patient_key: str
-    point_id: str
-    slot_id: str
-    product: str
-    dose_number: int
-    starts_at: datetime
     channel: str
     reason: str | None = None
 
@@ -103,7 +99,7 @@ class SlotOffer(BaseModel):
     distance_km: float
 
 
-class AppointmentDisplaced(DomainEvent):
+class AppointmentDisplaced(AppointmentEvent):
     """A point lowered a slot's capacity or removed the slot: this booked visit lost its seat.
 
     The visit is cancelled in the same commit; `alternatives` are the nearest free slots of
@@ -112,29 +108,12 @@ class AppointmentDisplaced(DomainEvent):
 
     event_type: ClassVar[str] = "appointment.displaced"
 
-    appointment_id: str
-    series_id: str
-    patient_key: str
-    point_id: str
-    slot_id: str
-    product: str
-    dose_number: int
-    starts_at: datetime
     reason: str
     alternatives: tuple[SlotOffer, ...] = ()
 
 
-class AppointmentNoShow(DomainEvent):
+class AppointmentNoShow(AppointmentEvent):
     event_type: ClassVar[str] = "appointment.no_show"
-
-    appointment_id: str
-    series_id: str
-    patient_key: str
-    point_id: str
-    slot_id: str
-    product: str
-    dose_number: int
-    starts_at: datetime
 
 
 class VaccinationCompleted(DomainEvent):
