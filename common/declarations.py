@@ -72,7 +72,9 @@ def is_forbidden_role(role: str) -> bool:
 class Function(_Strict):
     """One Cloud Function (2nd gen): functions/<name>/main.py, entry point <name>."""
 
-    trigger: Literal["http", "pubsub_push", "scheduled"]
+    # http: the API Gateway (public) or nobody; tasks: a Cloud Tasks queue (OIDC as the tasks
+    # invoker); pubsub_push and scheduled: a push subscription or a Scheduler job names it.
+    trigger: Literal["http", "pubsub_push", "scheduled", "tasks"]
     # Behind the API Gateway (only for trigger http); nothing is ever invokable by allUsers.
     public: bool = False
     memory: str = "256Mi"

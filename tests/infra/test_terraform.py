@@ -43,7 +43,12 @@ TERRAFORM_BIN = shutil.which("terraform")
 DECLARED_NOT_YET_USED_QUEUES = {
     "outbox-relay": "for the Cloud Tasks relay of outbox events; the scheduled sweep does it today",
 }
-TRIGGER_SIGNATURE = {"http": "http", "scheduled": "http", "pubsub_push": "cloud_event"}
+TRIGGER_SIGNATURE = {
+    "http": "http",
+    "scheduled": "http",
+    "tasks": "http",
+    "pubsub_push": "cloud_event",
+}
 EXPECTED_MODULES = {
     "project_services",
     "identities",

@@ -13,7 +13,11 @@ locals {
     http        = "api_gateway"
     pubsub_push = "pubsub_push"
     scheduled   = "scheduler"
+    tasks       = "tasks"
   }
+
+  # Functions that enqueue Cloud Tasks sign those tasks (OIDC) as the tasks invoker.
+  enqueuers = toset([for name, f in local.functions : name if length(try(f.enqueues, [])) > 0])
 }
 
 module "project_services" {
@@ -110,13 +114,26 @@ module "function" {
   publish_topics  = { for t in try(each.value.publishes, []) : t => module.messaging.topic_ids[t] }
   enqueue_queues  = { for q in try(each.value.enqueues, []) : q => module.tasks.queue_names[q] }
   secrets         = { for s in try(each.value.secrets, []) : s => module.secrets.ids[s] }
-  environment     = try(each.value.env, {})
-  labels          = { environment = var.environment }
+  environment = merge(
+    try(each.value.env, {}),
+    contains(local.enqueuers, each.key) ? { TASKS_INVOKER_SERVICE_ACCOUNT = module.identities.emails["tasks"] } : {},
+  )
+  labels = { environment = var.environment }
   invokers = {
     caller = "serviceAccount:${module.identities.emails[local.caller_of_trigger[each.value.trigger]]}"
   }
 
   depends_on = [module.project_services]
+}
+
+# An enqueuing function may act as the tasks invoker (to mint its tasks' OIDC tokens); no
+# other function may, and the invoker itself holds no project role.
+resource "google_service_account_iam_member" "enqueuer_acts_as_tasks_invoker" {
+  for_each = local.enqueuers
+
+  service_account_id = module.identities.ids["tasks"]
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${module.function[each.key].service_account_email}"
 }
 
 module "scheduler" {

@@ -10,6 +10,7 @@ variable "callers" {
     api_gateway = "api-gateway-invoker"
     pubsub_push = "pubsub-push-invoker"
     scheduler   = "scheduler-invoker"
+    tasks       = "tasks-invoker"
   }
   validation {
     condition     = alltrue([for id in values(var.callers) : can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", id))])
