@@ -269,12 +269,19 @@ def _patient_phone(stack: dict[str, Any], pesel: str) -> str | None:
 
     from common.domain.pesel import parse_pesel, pesel_key
 
+    # The client reads the emulator's address from the environment: point it at the stack's
+    # emulator for this one client, then give the test session its own emulator back.
+    previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
     os.environ["FIRESTORE_EMULATOR_HOST"] = f"127.0.0.1:{stack['ports']['firestore']}"
     try:
-        key = pesel_key(
-            parse_pesel(pesel, datetime.now(WARSAW).date()), b"local-development-only-not-a-secret"
-        )
-        snapshot = firestore.Client(project=PROJECT).collection("patients").document(key).get()
-        return (snapshot.to_dict() or {}).get("phone") if snapshot.exists else None
+        client = firestore.Client(project=PROJECT)
     finally:
-        os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+        if previous is None:
+            os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+        else:
+            os.environ["FIRESTORE_EMULATOR_HOST"] = previous
+    key = pesel_key(
+        parse_pesel(pesel, datetime.now(WARSAW).date()), b"local-development-only-not-a-secret"
+    )
+    snapshot = client.collection("patients").document(key).get()
+    return (snapshot.to_dict() or {}).get("phone") if snapshot.exists else None
