@@ -34,6 +34,11 @@ def write_points(client: firestore.Client, points: Sequence[dict[str, Any]]) -> 
         for point in points[start : start + 400]:
             batch.set(client.collection(POINTS).document(point["point_id"]), point)
         batch.commit(**RPC)
+    rebuild_directory(client, points)
+
+
+def rebuild_directory(client: firestore.Client, points: Sequence[dict[str, Any]]) -> None:
+    """Rewrite the directory chunks from `points` (all of them): a few writes, not one a point."""
     ordered = sorted(points, key=lambda p: p["point_id"])
     batch = client.batch()
     chunks = 0

@@ -20,7 +20,7 @@ from common.domain.calendar import is_point_id
 from common.domain.errors import ForbiddenError, PointNotFoundError
 from common.domain.vaccines import VaccineCatalogue
 from common.services.actions import audit_action
-from common.services.directory import write_points
+from common.services.directory import rebuild_directory
 from common.services.idempotency import IdempotencyScope, StoredResponse
 
 # Poland's bounding box, a little generous at the edges.
@@ -98,6 +98,7 @@ class PointsAdminService:
             )
         except gexc.Conflict:
             pass  # the point keeps its calendar
+        # The point's own document was written above; only the directory chunks follow it.
         everyone = [s.to_dict() for s in self.db.collection(POINTS).stream(**RPC)]
-        write_points(self.db, everyone)
+        rebuild_directory(self.db, everyone)
         return response
