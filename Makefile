@@ -10,11 +10,28 @@ CHECKOV_VERSION = 3.3.30
 
 .PHONY: install chromium run test test-unit lint format clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+# The venv gets requirements-dev.lock: every package pinned with its hashes (pip refuses any
+# other file), the runtime lock's pins included. requirements*.txt are the human-edited inputs:
+# after editing one, `make lock` re-pins (tests/infra/test_requirements.py fails until then).
+$(STAMP): requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
 	touch $(STAMP)
+
+# uv resolves for every platform from Python 3.11 on (the functions run 3.12) and keeps the
+# versions already locked unless a .txt asks for others; the runtime lock is constrained by
+# the dev lock, so the functions get exactly the versions the tests ran with.
+UV_VERSION = 0.13.9
+LOCK_TOOLS = $(VENV)/lock-tools
+LOCK_FLAGS = --universal --python-version 3.11 --generate-hashes --quiet \
+	--custom-compile-command "make lock"
+.PHONY: lock
+lock:
+	$(PYTHON) -m pip install --quiet --upgrade --target $(LOCK_TOOLS) uv==$(UV_VERSION)
+	$(LOCK_TOOLS)/bin/uv pip compile $(LOCK_FLAGS) requirements-dev.txt -o requirements-dev.lock
+	$(LOCK_TOOLS)/bin/uv pip compile $(LOCK_FLAGS) requirements.txt -c requirements-dev.lock \
+	  -o requirements.lock
 
 $(CHECKOV_STAMP):
 	$(PYTHON) -m venv $(CHECKOV_VENV)

@@ -2,10 +2,13 @@
 
 A Cloud Function's source must have `main.py` at its root; ours import the shared package
 `common/`. Each zip therefore holds functions/<name>/* at the root (main.py, and a
-requirements.txt of its own if the folder has one), common/ (without caches) and the
-repository's requirements.txt. The zips are byte-for-byte reproducible (sorted entries, fixed
-timestamps and permissions), so their MD5 (the object name in terraform/modules/function)
-changes only when the content does, and an unchanged function gets no new revision.
+requirements.txt of its own if the folder has one), common/ (without caches) and, as its
+requirements.txt, the repository's requirements.lock: the runtime dependencies pinned with
+their hashes (`make lock`), so the build installs exactly what the tests ran with (pip checks
+every hash) and nothing of the local stack or the tests. The zips are byte-for-byte
+reproducible (sorted entries, fixed timestamps and permissions), so their MD5 (the object name
+in terraform/modules/function) changes only when the content does, and an unchanged function
+gets no new revision.
 
 Usage: python terraform/scripts/package_functions.py [--out DIR] [name ...]
 """
@@ -20,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ROOT / "functions"
 COMMON = ROOT / "common"
-REQUIREMENTS = ROOT / "requirements.txt"
+# The runtime lock (hashed pins of requirements.txt), shipped as each function's requirements.txt.
+REQUIREMENTS = ROOT / "requirements.lock"
 DEFAULT_OUT = ROOT / "terraform" / ".build" / "functions"
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 SKIP_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache"}

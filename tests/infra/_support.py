@@ -13,6 +13,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 TERRAFORM = ROOT / "terraform"
 MODULES = TERRAFORM / "modules"
+# Everything an environment deploys; terraform/environments/<env> only calls it.
+STACK = TERRAFORM / "stack"
 ENVIRONMENTS = ("dev", "prod")
 FUNCTIONS = ROOT / "functions"
 DECLARATIONS = ROOT / "common" / "declarations.yaml"

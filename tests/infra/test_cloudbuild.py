@@ -24,7 +24,7 @@ REQUIRED_STAGES = {
 # Repository paths named in a step: scripts, folders and requirement files.
 _PATH = re.compile(
     r"(?<![\w/.$-])((?:scripts|terraform|tests|api|common|functions|emulator)(?:/[\w.${}-]+)+"
-    r"|requirements[\w-]*\.txt)"
+    r"|requirements[\w-]*\.(?:txt|lock))"
 )
 # Cloud Build substitutions: $_NAME, ${_NAME}, built-ins; $$ escapes a shell variable.
 _SUBSTITUTION = re.compile(r"(?<!\$)\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
@@ -97,6 +97,7 @@ def test_every_referenced_file_exists(build):
     assert "scripts/smoke_test.py" in found
     assert "terraform/scripts/package_functions.py" in found
     assert "terraform/environments/dev" in found and "terraform/environments/prod" in found
+    assert "requirements-dev.lock" in found
 
 
 def test_apply_only_on_the_deploy_branch(build):

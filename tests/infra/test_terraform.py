@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from common.declarations import Declarations, is_forbidden_role, load_declarations
+from common.declarations import Declarations, Function, is_forbidden_role, load_declarations
 from tests.infra._support import (
     ENVIRONMENTS,
     MODULES,
     OPENAPI,
     ROOT,
+    STACK,
     TERRAFORM,
     blocks,
     declarations,
@@ -94,7 +95,7 @@ def test_terraform_fmt_check():
 
 def test_modules_have_their_files_and_typed_validated_variables():
     assert {p.name for p in MODULES.iterdir() if p.is_dir()} >= EXPECTED_MODULES
-    for module in sorted(p for p in MODULES.iterdir() if p.is_dir()):
+    for module in [*sorted(p for p in MODULES.iterdir() if p.is_dir()), STACK]:
         for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf"):
             assert (module / name).is_file(), f"{module.name}/{name} is missing"
         for var, body in blocks(module / "variables.tf", "variable").items():
@@ -120,9 +121,10 @@ def _provider_pins(path: Path) -> dict[str, str]:
 
 
 def test_providers_are_pinned_and_environments_use_a_gcs_backend():
-    for module in sorted(p for p in MODULES.iterdir() if p.is_dir()):
+    for module in [*sorted(p for p in MODULES.iterdir() if p.is_dir()), STACK]:
         for name, version in _provider_pins(module / "versions.tf").items():
             assert version == "~> 6.0", f"{module.name}: {name} {version}"
+    assert _provider_pins(STACK / "versions.tf") == {"google": "~> 6.0", "google-beta": "~> 6.0"}
     for env in ENVIRONMENTS:
         versions = TERRAFORM / "environments" / env / "versions.tf"
         assert _provider_pins(versions) == {"google": "~> 6.0", "google-beta": "~> 6.0"}
@@ -132,14 +134,55 @@ def test_providers_are_pinned_and_environments_use_a_gcs_backend():
         assert unquote(variables["region"]["default"]) == "europe-central2"
 
 
-def test_dev_and_prod_call_the_same_modules_the_same_way():
-    calls = {}
+def _env_dir(env: str) -> Path:
+    return TERRAFORM / "environments" / env
+
+
+def test_environments_are_thin_callers_of_the_stack():
+    """dev and prod: one `module "stack"` call, the same file; differences are variables."""
+    mains = {env: (_env_dir(env) / "main.tf").read_text(encoding="utf-8") for env in ENVIRONMENTS}
+    assert len(set(mains.values())) == 1, "dev and prod main.tf differ: make it a variable"
+    stack_variables = blocks(STACK / "variables.tf", "variable")
     for env in ENVIRONMENTS:
-        modules = blocks(TERRAFORM / "environments" / env / "main.tf", "module")
-        calls[env] = {name: (unquote(b["source"]), sorted(b)) for name, b in modules.items()}
-    assert calls["dev"] == calls["prod"]
-    sources = {source.removeprefix("../../modules/") for source, _ in calls["dev"].values()}
+        for path in _env_dir(env).glob("*.tf"):
+            parsed = parse_tf(path)
+            assert not {"resource", "data", "locals"} & set(parsed), f"{path}: belongs in the stack"
+        modules = blocks(_env_dir(env) / "main.tf", "module")
+        assert set(modules) == {"stack"}
+        call = modules["stack"]
+        assert unquote(call["source"]) == "../../stack"
+        # Every setting of the stack is decided by the environment, from its own variables.
+        passed = {k for k in call if not k.startswith("__")} - {"source"}
+        assert passed == set(stack_variables), set(stack_variables) ^ passed
+        env_variables = blocks(_env_dir(env) / "variables.tf", "variable")
+        for name in passed:
+            assert call[name] == f"${{var.{name}}}" and name in env_variables, (env, name)
+        outputs = blocks(_env_dir(env) / "outputs.tf", "output")
+        assert set(outputs) == set(blocks(STACK / "outputs.tf", "output"))
+
+
+def test_the_stack_calls_every_module():
+    calls = blocks(STACK / "main.tf", "module")
+    sources = {unquote(b["source"]).removeprefix("../modules/") for b in calls.values()}
     assert sources == EXPECTED_MODULES
+    assert "local.declarations.functions" in (STACK / "main.tf").read_text(encoding="utf-8")
+
+
+def test_moved_blocks_lead_into_the_stack():
+    """The state of the resources that lived in the environments follows them into the stack."""
+    targets = {f"module.stack.module.{name}" for name in blocks(STACK / "main.tf", "module")}
+    targets |= {
+        f"module.stack.{t}.{n}" for p, t, n, _ in module_dir_resources() if p.parent == STACK
+    }
+    texts = {env: (_env_dir(env) / "moved.tf").read_text(encoding="utf-8") for env in ENVIRONMENTS}
+    assert len(set(texts.values())) == 1
+    for env in ENVIRONMENTS:
+        moved = parse_tf(_env_dir(env) / "moved.tf").get("moved", [])
+        assert moved
+        for block in moved:
+            source, target = block["from"], block["to"]
+            assert target.strip("${}") in targets, (env, target)
+            assert source.strip("${}") == target.strip("${}").removeprefix("module.stack."), block
 
 
 def test_no_random_names():
@@ -205,20 +248,37 @@ def test_trigger_matches_the_code(name: str):
     )
 
 
-def test_environments_deploy_every_declared_function_with_its_folder_as_entry_point():
-    for env in ENVIRONMENTS:
-        call = blocks(TERRAFORM / "environments" / env / "main.tf", "module")["function"]
-        assert call["for_each"] == "${local.functions}"
-        assert call["name"] == "${each.key}"
-        assert call["trigger"] == "${each.value.trigger}"
-        assert "${each.key}.zip" in call["source_zip"]
-        main = (TERRAFORM / "environments" / env / "main.tf").read_text(encoding="utf-8")
-        assert "local.declarations.functions" in main
+def test_the_stack_deploys_every_declared_function_with_its_folder_as_entry_point():
+    call = blocks(STACK / "main.tf", "module")["function"]
+    assert call["for_each"] == "${local.functions}"
+    assert call["name"] == "${each.key}"
+    assert call["trigger"] == "${each.value.trigger}"
+    assert "${each.key}.zip" in call["source_zip"]
+    assert "local.declarations.functions" in (STACK / "main.tf").read_text(encoding="utf-8")
     (function,) = [
         b for _, t, _, b in _module_resources("function") if t == "google_cloudfunctions2_function"
     ]
     assert function["build_config"][0]["entry_point"] == "${var.name}"
     assert function["name"] == "${local.resource_name}"
+
+
+def test_every_declared_trigger_has_an_invoker_and_an_ingress():
+    """Each trigger of common/declarations.py: accepted by the function module, mapped by the
+    stack to the identity that calls it, and given an ingress setting."""
+    triggers = set(TRIGGER_SIGNATURE)
+    assert triggers == set(Function.model_fields["trigger"].annotation.__args__)
+    stack = (STACK / "main.tf").read_text(encoding="utf-8")
+    callers = re.search(r"caller_of_trigger = \{(.*?)\}", stack, re.DOTALL).group(1)
+    assert set(re.findall(r"^\s*(\w+)\s*=", callers, re.MULTILINE)) == triggers
+    function = (MODULES / "function" / "main.tf").read_text(encoding="utf-8")
+    ingress = re.search(r"ingress = \{(.*?)\}\[var.trigger\]", function, re.DOTALL).group(1)
+    assert set(re.findall(r"^\s*(\w+)\s*=", ingress, re.MULTILINE)) == triggers
+    assert dict(re.findall(r'^\s*(\w+)\s*=\s*"(\w+)"', ingress, re.MULTILINE)) == {
+        t: "ALLOW_ALL" if t == "http" else "ALLOW_INTERNAL_ONLY" for t in triggers
+    }
+    variables = (MODULES / "function" / "variables.tf").read_text(encoding="utf-8")
+    accepted = re.search(r'variable "trigger" \{.*?contains\(\[(.*?)\]', variables, re.DOTALL)
+    assert set(re.findall(r'"(\w+)"', accepted.group(1))) == triggers
 
 
 def _module_resources(module: str):
@@ -309,15 +369,14 @@ def test_check_references_rejects_undeclared_functions():
 
 
 # -- Firestore: indexes and TTL the code needs -------------------------------------------------
-def _firestore_call(env: str) -> dict:
-    return blocks(TERRAFORM / "environments" / env / "main.tf", "module")["firestore"]
+def _firestore_call() -> dict:
+    return blocks(STACK / "main.tf", "module")["firestore"]
 
 
 def test_ordered_fields_of_the_code_are_indexed():
-    for env in ENVIRONMENTS:
-        call = _firestore_call(env)
-        ordered = {unquote(v) for entry in [call["ordered_fields"]] for v in entry.values()}
-        assert names_used_by_code()["order_by"] <= ordered
+    call = _firestore_call()
+    ordered = {unquote(v) for entry in [call["ordered_fields"]] for v in entry.values()}
+    assert names_used_by_code()["order_by"] <= ordered
 
 
 @pytest.mark.parametrize(
@@ -328,9 +387,8 @@ def test_ordered_fields_of_the_code_are_indexed():
     ],
 )
 def test_ttl_fields_are_written_by_the_code(collection: str, module: str):
-    for env in ENVIRONMENTS:
-        field = unquote(_firestore_call(env)["ttl_fields"][collection])
-        assert f'"{field}"' in (ROOT / module).read_text(encoding="utf-8")
+    field = unquote(_firestore_call()["ttl_fields"][collection])
+    assert f'"{field}"' in (ROOT / module).read_text(encoding="utf-8")
 
 
 # -- IAM: least privilege ------------------------------------------------------------------------
@@ -446,7 +504,10 @@ def test_function_zips_have_main_at_the_root_and_are_reproducible(tmp_path: Path
     first = packager.build(name, tmp_path / "a").read_bytes()
     second = packager.build(name, tmp_path / "b").read_bytes()
     assert first == second
-    names = zipfile.ZipFile(tmp_path / "a" / f"{name}.zip").namelist()
+    archive = zipfile.ZipFile(tmp_path / "a" / f"{name}.zip")
+    names = archive.namelist()
     assert "main.py" in names and "requirements.txt" in names and "common/__init__.py" in names
+    # The function is built from the runtime lock: pinned, hashed, no local-stack tools.
+    assert archive.read("requirements.txt") == (ROOT / "requirements.lock").read_bytes()
     assert "common/declarations.yaml" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]

@@ -1,14 +1,14 @@
 output "api_url" {
   description = "Base URL of the public API (the smoke test calls it)."
-  value       = module.api_gateway.url
+  value       = module.stack.api_url
 }
 
 output "function_uris" {
   description = "Function name => URL (private: IAM-protected)."
-  value       = { for name, f in module.function : name => f.uri }
+  value       = module.stack.function_uris
 }
 
 output "web_bucket" {
   description = "Bucket of the static web apps."
-  value       = module.web_bucket.bucket
+  value       = module.stack.web_bucket
 }

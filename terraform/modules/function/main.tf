@@ -5,10 +5,16 @@
 # ready, then moves all traffic to it.
 locals {
   resource_name = replace(var.name, "_", "-")
-  # Functions reached only by Pub/Sub push or Cloud Scheduler accept internal traffic only
-  # (those Google services count as internal for the same project); the API Gateway is not
-  # internal, so http functions accept all traffic and rely on IAM (gateway SA only).
-  ingress = var.trigger == "http" ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
+  # Functions reached only by Pub/Sub push, Cloud Scheduler or Cloud Tasks accept internal
+  # traffic only (those Google services count as internal for the same project); the API
+  # Gateway is not internal, so http functions accept all traffic and rely on IAM (gateway SA
+  # only). Every trigger is listed: a new one fails here until its ingress is decided.
+  ingress = {
+    http        = "ALLOW_ALL"
+    pubsub_push = "ALLOW_INTERNAL_ONLY"
+    scheduled   = "ALLOW_INTERNAL_ONLY"
+    tasks       = "ALLOW_INTERNAL_ONLY"
+  }[var.trigger]
 }
 
 resource "google_service_account" "this" {

@@ -19,11 +19,11 @@ variable "name" {
 }
 
 variable "trigger" {
-  description = "How it is invoked: http (API Gateway), pubsub_push (push subscription) or scheduled (Cloud Scheduler)."
+  description = "How it is invoked: http (API Gateway), pubsub_push (push subscription), scheduled (Cloud Scheduler) or tasks (Cloud Tasks, OIDC as the tasks invoker)."
   type        = string
   validation {
-    condition     = contains(["http", "pubsub_push", "scheduled"], var.trigger)
-    error_message = "trigger must be http, pubsub_push or scheduled."
+    condition     = contains(["http", "pubsub_push", "scheduled", "tasks"], var.trigger)
+    error_message = "trigger must be http, pubsub_push, scheduled or tasks."
   }
 }
 

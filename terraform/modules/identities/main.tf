@@ -1,7 +1,8 @@
-# The identities that call functions: the API Gateway, Pub/Sub push subscriptions and Cloud
-# Scheduler each sign their requests with an OIDC token of their own service account. These
-# accounts hold no project role at all: each is granted roles/run.invoker on exactly the
-# functions it calls (terraform/modules/function).
+# The identities that call functions: the API Gateway, Pub/Sub push subscriptions, Cloud
+# Scheduler and Cloud Tasks each sign their requests with an OIDC token of their own service
+# account. These accounts hold no project role at all: each is granted roles/run.invoker on
+# exactly the functions it calls (terraform/modules/function); only the functions that enqueue
+# tasks may act as the tasks invoker (terraform/stack).
 resource "google_service_account" "caller" {
   for_each = var.callers
 
