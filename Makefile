@@ -8,7 +8,7 @@ CHECKOV_VENV  ?= .venv-checkov
 CHECKOV_STAMP  = $(CHECKOV_VENV)/.installed
 CHECKOV_VERSION = 3.3.30
 
-.PHONY: install chromium run test test-unit lint format clean
+.PHONY: install chromium run test test-clock test-unit lint format clean
 
 # The venv gets requirements-dev.lock: every package pinned with its hashes (pip refuses any
 # other file), the runtime lock's pins included. requirements*.txt are the human-edited inputs:
@@ -51,10 +51,23 @@ chromium:
 run: install
 	$(BIN)/python -m emulator $(ARGS)
 
-## Run every test (starts its own emulators on free ports).
+## Run every test (starts its own emulators on free ports), then the clock-sensitive suites
+## again at other Warsaw hours.
 test: install $(CHECKOV_STAMP) chromium
 	$(BIN)/ruff check .
 	CHECKOV_BIN=$(CHECKOV_VENV)/bin/checkov $(BIN)/python -m pytest -q $(ARGS)
+	$(MAKE) --no-print-directory test-clock
+
+# The suites whose outcome could depend on the time of day (marker `clock`, tests/conftest.py)
+# at other Warsaw hours: the whole stack's clock shifted there (CLOCK_AT, common/clock.py).
+# Midnight-ish (the UTC date is still yesterday) and late evening (reminders already due, the
+# test crossing midnight). `make test-clock CLOCK_HOURS="00:10 11:00 18:30 23:50"` for all four.
+CLOCK_HOURS ?= 00:10 23:50
+test-clock: install
+	@for at in $(CLOCK_HOURS); do \
+	  echo "== clock-sensitive suites at $$at Warsaw time"; \
+	  CLOCK_AT=$$at $(BIN)/python -m pytest -q -m clock -p no:cacheprovider || exit 1; \
+	done
 
 test-unit: install
 	$(BIN)/python -m pytest -q tests/unit

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -27,6 +27,7 @@ from bench.mix import PEAK_FALLBACKS, PEAK_WEIGHTS, MixScheduler
 from bench.progress import Progress
 from bench.seed import bench_points, patient_pesels, seed_patients, seed_points, slot_ids
 from bench.stats import per_operation, percentile, rate
+from common import clock
 from common.adapters.firestore_store import SEATS
 from common.domain.calendar import WARSAW
 from emulator.identities import mint_id_token
@@ -94,7 +95,7 @@ class Config:
 
 
 def today_warsaw() -> date:
-    return datetime.now(UTC).astimezone(WARSAW).date()
+    return clock.now().astimezone(WARSAW).date()
 
 
 def _counts(meter, before) -> dict[str, int]:
@@ -172,12 +173,12 @@ def search(stack: Stack, cfg: Config, progress: Progress) -> dict[str, Any]:
         seed_started = time.monotonic()
         seed_points(db, points, first_day, days, progress, label=f"{count:,} points x {days} days")
         seed_s = time.monotonic() - seed_started
-        service = SearchService(db, wiring.catalogue())
+        service = SearchService(db, wiring.rule_book())
         # A 300 km radius gives every size a full page of candidates, so the figure compares
         # like with like: the documents one page costs (a sparse country costs fewer).
         raw = _search_queries(points, cfg.search_samples + 1, 7, radius_km=300)
         queries = [SearchQuery(**q) for q in raw]
-        now = datetime.now(UTC)
+        now = clock.now()
         before = meter.counts()
         started = time.perf_counter()
         service.search(queries[0], now)
@@ -239,7 +240,7 @@ def _search_throughput(stack, cfg, progress, meter, service, points) -> list[dic
     rows = []
 
     def via_service(_: int, rng: random.Random) -> str:
-        page = service.search(rng.choice(parsed), datetime.now(UTC))
+        page = service.search(rng.choice(parsed), clock.now())
         return "ok" if page["items"] else "empty"
 
     def via_http(_: int, rng: random.Random) -> str:

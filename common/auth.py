@@ -9,12 +9,12 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Literal
 
 import firebase_admin
 from firebase_admin import auth as firebase_auth
 
+from common import clock
 from common.domain.errors import ForbiddenError, UnauthenticatedError
 from common.domain.pesel import is_valid_pesel
 
@@ -66,7 +66,8 @@ def verify_principal(
         raise ForbiddenError("the ID token carries no known role")
     pesel = claims.get("pesel")
     point_id = claims.get("point_id")
-    if role == "patient" and not (isinstance(pesel, str) and is_valid_pesel(pesel, date.today())):
+    today = clock.today_warsaw()
+    if role == "patient" and not (isinstance(pesel, str) and is_valid_pesel(pesel, today)):
         # The token itself is at fault, not the request: the caller must sign in again.
         raise UnauthenticatedError("a patient token must carry the patient's valid PESEL")
     if role == "staff" and not isinstance(point_id, str):

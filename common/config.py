@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from common import clock
+
 # A fixed, public key is fine for local runs only; production sets PESEL_HASH_KEY from Secret
 # Manager (see terraform/), and the stack refuses to start without it outside emulator mode.
 _LOCAL_ONLY_HASH_KEY = "local-development-only-not-a-secret"
@@ -42,6 +44,10 @@ class Settings:
         if not project_id:
             raise RuntimeError("GOOGLE_CLOUD_PROJECT is not set")
         firestore_host = env.get("FIRESTORE_EMULATOR_HOST") or None
+        shifted = [name for name in clock.CLOCK_VARIABLES if env.get(name)]
+        if firestore_host is None and shifted:
+            # A shifted clock is a test instrument: real bookings run on the real time.
+            raise RuntimeError(f"{', '.join(shifted)}: allowed only with the local emulators")
         key = env.get("PESEL_HASH_KEY")
         if not key:
             if firestore_host is None:

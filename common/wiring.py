@@ -8,14 +8,14 @@ their own project.
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime
+from datetime import datetime
 
 from google.cloud import firestore
 
+from common import clock
 from common.adapters.pubsub_publisher import EventPublisher
 from common.config import Settings
-from common.domain.eligibility import CohortRules, load_cohort_rules
-from common.domain.vaccines import VaccineCatalogue, load_catalogue
+from common.domain.rulebook import RuleBook
 
 
 @functools.cache
@@ -34,34 +34,31 @@ def publisher() -> EventPublisher:
 
 
 @functools.cache
-def catalogue() -> VaccineCatalogue:
-    return load_catalogue()
+def rule_book() -> RuleBook:
+    """Every version of the eligibility rules (common/domain/rules/index.yaml, or the folder
+    named by RULES_DIR, to try a rule change locally). Services get the book, never one rule
+    set: each decision is judged by `rule_book.rules_at(now)`, the version in force then."""
+    import os
+    from pathlib import Path
 
+    from common.domain.rulebook import RULES_DIR, load_rule_book
 
-@functools.cache
-def cohorts() -> CohortRules:
-    return load_cohort_rules()
+    directory = os.environ.get("RULES_DIR")
+    return load_rule_book(Path(directory) if directory else RULES_DIR)
 
 
 @functools.cache
 def booking_service():
     from common.services.booking import BookingService
 
-    return BookingService(
-        firestore_client(),
-        catalogue(),
-        cohorts(),
-        settings().pesel_hash_key,
-        publisher(),
-        rule_book=rule_book(),
-    )
+    return BookingService(firestore_client(), rule_book(), settings().pesel_hash_key, publisher())
 
 
 @functools.cache
 def search_service():
     from common.services.search import SearchService
 
-    return SearchService(firestore_client(), catalogue())
+    return SearchService(firestore_client(), rule_book())
 
 
 @functools.cache
@@ -75,7 +72,7 @@ def idempotency():
 def staff_calendar_service():
     from common.services.staff_calendar import StaffCalendarService
 
-    return StaffCalendarService(firestore_client(), catalogue(), search_service(), publisher())
+    return StaffCalendarService(firestore_client(), rule_book(), search_service(), publisher())
 
 
 @functools.cache
@@ -84,8 +81,7 @@ def visit_service():
 
     return VisitService(
         firestore_client(),
-        catalogue(),
-        cohorts(),
+        rule_book(),
         settings().pesel_hash_key,
         booking_service(),
         publisher(),
@@ -103,14 +99,14 @@ def hotline_service():
 def callback_service():
     from common.services.callbacks import CallbackService
 
-    return CallbackService(firestore_client(), catalogue(), settings().pesel_hash_key)
+    return CallbackService(firestore_client(), rule_book(), settings().pesel_hash_key)
 
 
 @functools.cache
 def points_admin_service():
     from common.services.points_admin import PointsAdminService
 
-    return PointsAdminService(firestore_client(), catalogue())
+    return PointsAdminService(firestore_client(), rule_book())
 
 
 # -- integrations: P1 and SDS (sync, reports, supply) ------------------------------------
@@ -131,13 +127,6 @@ def sds_client():
     env = dict(os.environ)
     env.setdefault("SDS_TOKEN", env.get("SDS_API_TOKEN", ""))
     return SdsClient.from_env(env)
-
-
-@functools.cache
-def rule_book():
-    from common.domain.rulebook import load_rule_book
-
-    return load_rule_book()
 
 
 @functools.cache
@@ -209,7 +198,7 @@ def reminder_scheduler():
 def notification_service():
     from common.services.notifications import NotificationService
 
-    return NotificationService(firestore_client(), catalogue(), sms_sender(), reminder_scheduler())
+    return NotificationService(firestore_client(), rule_book(), sms_sender(), reminder_scheduler())
 
 
 @functools.cache
@@ -227,7 +216,7 @@ def sms_dialog_service():
 
     return SmsDialogService(
         firestore_client(),
-        catalogue(),
+        rule_book(),
         booking_service(),
         search_service(),
         idempotency(),
@@ -237,18 +226,24 @@ def sms_dialog_service():
     )
 
 
+@functools.cache
+def process_clock() -> clock.Clock:
+    settings()  # refuses a shifted clock outside the emulators
+    return clock.process_clock()
+
+
 def now() -> datetime:
-    """The one clock of the entry points; services get `now` as a parameter."""
-    return datetime.now(UTC)
+    """The one clock of the entry points (common/clock.py); services get `now` as a parameter."""
+    return process_clock().now()
 
 
 def reset() -> None:
     for cached in (
         settings,
+        process_clock,
         firestore_client,
         publisher,
-        catalogue,
-        cohorts,
+        rule_book,
         booking_service,
         search_service,
         idempotency,
@@ -259,7 +254,6 @@ def reset() -> None:
         points_admin_service,
         p1_client,
         sds_client,
-        rule_book,
         p1_referral_sync,
         p1_reporter,
         sds_sync,

@@ -18,9 +18,9 @@ import sys
 import threading
 import urllib.request
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
+from common import clock
 from emulator.processes import (
     ManagedProcess,
     StackError,
@@ -104,7 +104,31 @@ def parse_args(argv: list[str] | None) -> StackConfig:
     )
     parser.add_argument("--no-seed", action="store_true", help="do not load the demo data")
     parser.add_argument("--points", type=int, default=300, help="demo vaccination points")
+    parser.add_argument(
+        "--clock-at",
+        default=None,
+        help="run the whole stack as if it were this Warsaw time today (HH:MM) or this ISO "
+        "datetime; the clock keeps running from there (common/clock.py)",
+    )
+    parser.add_argument(
+        "--clock-file",
+        type=Path,
+        default=None,
+        help='keep the clock offset in this JSON file ({"offset_s": N}) that every process '
+        "re-reads: write it (python -m emulator.clock) to move the whole stack's time",
+    )
     args = parser.parse_args(argv)
+    if args.clock_file:
+        env[clock.FILE_VARIABLE] = str(args.clock_file.resolve())
+    if args.clock_at:
+        env.pop(clock.OFFSET_VARIABLE, None)
+        env[clock.AT_VARIABLE] = args.clock_at
+    try:
+        # Decided once, here: every child process inherits the same CLOCK_OFFSET_S.
+        clock.resolve_offset(env)
+    except ValueError as err:
+        parser.error(str(err))
+    clock.process_clock.cache_clear()
     return StackConfig(
         project_id=args.project,
         host=args.host,
@@ -271,7 +295,7 @@ class LocalStack:
         from emulator.seed.demo import DEMO_PATIENTS, demo_patients
 
         c = self.config
-        today = datetime.now(UTC).date()
+        today = clock.today_warsaw()
         body = json.dumps(
             {
                 "pesels": demo_patients(DEMO_PATIENTS),
@@ -296,7 +320,7 @@ class LocalStack:
         from emulator.scheduler import LocalScheduler
 
         self.scheduler = LocalScheduler(
-            load_declarations(), f"{self.config.gateway_url}/_functions", lambda: datetime.now(UTC)
+            load_declarations(), f"{self.config.gateway_url}/_functions", clock.now
         )
         self.scheduler.start()
 
@@ -347,6 +371,14 @@ class LocalStack:
     def describe(self) -> str:
         c = self.config
         env = "\n".join(f"    export {k}={v}" for k, v in c.environment().items())
+        moment = clock.now().astimezone(clock.WARSAW)
+        shift = clock.process_clock().offset_s
+        clock_line = (
+            f"\n  Clock                  shifted by {shift:+.0f} s: it is {moment:%Y-%m-%d %H:%M} "
+            "in Warsaw for every process (CLOCK_OFFSET_S)"
+            if shift
+            else ""
+        )
         return f"""
 e-Rejestracja local cloud is up (project {c.project_id}).
 
@@ -360,7 +392,7 @@ e-Rejestracja local cloud is up (project {c.project_id}).
   SMS simulator          http://{c.host}:{c.sms_port}/sms/v1/...  (webhook: /_functions/receive_sms)
   Dead letters           python -m emulator.replay_dead_letters SUBSCRIPTION --list  (--to TOPIC)
   Demo users' tokens     {c.state_dir / "demo-tokens.json"}  (also {c.gateway_url}/dev/tokens)
-  Logs                   {c.state_dir / "logs"}
+  Logs                   {c.state_dir / "logs"}{clock_line}
 
   To point your own tools at it:
 {env}

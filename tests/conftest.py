@@ -30,6 +30,68 @@ from emulator.processes import (  # noqa: E402
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # CLOCK_AT=23:50 (or CLOCK_OFFSET_S) runs the suite as if it were that Warsaw time: decided
+    # once here, so the tests, the in-process functions and every child process share it.
+    from common import clock
+
+    clock.resolve_offset(os.environ)
+    clock.process_clock.cache_clear()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from common import clock
+
+    moment = clock.now().astimezone(clock.WARSAW)
+    shift = clock.process_clock().offset_s
+    return f"clock: {moment:%Y-%m-%d %H:%M} in Warsaw" + (
+        f" (shifted {shift:+.0f} s)" if shift else ""
+    )
+
+
+# The suites whose outcome could depend on the time of day ("today", "tomorrow", the reminder
+# at 18:00 the day before, the visit day, ages and referral windows): `make test-clock` runs
+# them again with the whole stack's clock shifted to other Warsaw hours.
+CLOCK_SENSITIVE = (
+    "tests/unit/",
+    "tests/integration/test_notifications.py",
+    "tests/integration/test_sms_dialog.py",
+    "tests/integration/test_visits.py",
+    "tests/integration/test_staff_calendar.py",
+    "tests/integration/test_booking_flows.py",
+    "tests/integration/test_eligibility_api.py",
+    "tests/integration/test_hotline.py",
+    "tests/integration/test_callbacks.py",
+    "tests/integration/test_p1_sync.py",
+    "tests/integration/test_p1_reporting.py",
+    "tests/integration/test_sds_sync.py",
+    "tests/integration/test_rules_in_force.py",
+    "tests/e2e/test_full_day.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(str(item.fspath)).relative_to(ROOT).as_posix()
+        if path.startswith(CLOCK_SENSITIVE):
+            item.add_marker(pytest.mark.clock)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """With REQUIRE_NO_SKIPS=1 (set by .ci/run) a skipped test fails: in CI every tool is
+    installed, so a skip (no Chromium, no terraform, no checkov) would hide a real condition."""
+    outcome = yield
+    report = outcome.get_result()
+    if (
+        os.environ.get("REQUIRE_NO_SKIPS") == "1"
+        and report.skipped
+        and not hasattr(report, "wasxfail")
+    ):
+        report.outcome = "failed"
+        report.longrepr = f"skipped, which REQUIRE_NO_SKIPS=1 does not allow: {report.longrepr}"
+
+
 @dataclass(frozen=True)
 class LocalCloud:
     firestore_host: str

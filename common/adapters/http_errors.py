@@ -27,6 +27,7 @@ from typing import Any, NoReturn, Self, TypeVar
 import requests
 from pydantic import BaseModel, ValidationError
 
+from common import clock
 from common.domain.errors import DependencyUnavailableError
 
 DEFAULT_TIMEOUT: tuple[float, float] = (2.0, 5.0)  # (connect, read) seconds
@@ -92,7 +93,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> int | N
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    seconds = int((when - (now or datetime.now(UTC))).total_seconds())
+    seconds = int((when - (now or clock.now())).total_seconds())
     return max(0, min(seconds, _MAX_RETRY_AFTER_S))
 
 

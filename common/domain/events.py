@@ -103,7 +103,9 @@ class AppointmentDisplaced(AppointmentEvent):
     """A point lowered a slot's capacity or removed the slot: this booked visit lost its seat.
 
     The visit is cancelled in the same commit; `alternatives` are the nearest free slots of
-    the same product from the visit's day on, for the notification that offers them.
+    the same product that the rules in force when it is displaced let the patient book (none
+    if their age no longer allows the product; for a dose 2, inside its window after dose 1;
+    otherwise from the visit's day on), for the notification that offers them.
     """
 
     event_type: ClassVar[str] = "appointment.displaced"

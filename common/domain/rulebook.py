@@ -2,20 +2,27 @@
 
 `rules/index.yaml` lists the versions of each kind with the day each takes effect. Pure apart
 from ``load_rule_book`` (the only I/O): ``rules_for(day)`` is a lookup, and ``day`` is always a
-parameter (a Warsaw date), never the clock.
+parameter (a Warsaw date), never the clock; ``rules_at(now)`` is the same lookup for the Warsaw
+day of a moment the caller passes in.
+
+Every service takes a ``RuleBook`` and judges each decision (dose 1, the dose-2 window, a move,
+a walk-in, a displaced patient's alternatives, the SMS dialog's products, a product's name) by
+``rules_at(now)`` of that decision, so a new version (a new file plus a line in index.yaml)
+changes the whole system from its day on. ``RuleBook.fixed`` pins one rule set (tests).
 """
 
 from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from common.domain.calendar import WARSAW
 from common.domain.eligibility import CohortRules, load_cohort_rules
 from common.domain.vaccines import VaccineCatalogue, load_catalogue
 
@@ -70,6 +77,17 @@ class RuleBook:
 
     def rules_for(self, day: date) -> RuleSet:
         return RuleSet(self.cohorts_for(day), self.catalogue_for(day))
+
+    def rules_at(self, now: datetime) -> RuleSet:
+        """The rules in force at the moment ``now`` (aware): those of its Warsaw day."""
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise ValueError("now must be timezone-aware")
+        return self.rules_for(now.astimezone(WARSAW).date())
+
+    @classmethod
+    def fixed(cls, catalogue: VaccineCatalogue, cohorts: CohortRules) -> RuleBook:
+        """A book of one version of each kind, in force on every day (tests pin rules so)."""
+        return cls(((date.min, cohorts),), ((date.min, catalogue),))
 
     @property
     def latest(self) -> RuleSet:

@@ -49,12 +49,12 @@ from common.adapters.firestore_store import (
 from common.adapters.pubsub_publisher import EventPublisher
 from common.domain.appointments import (
     Appointment,
+    AppointmentStatus,
     Channel,
     active_dose_lock_id,
 )
 from common.domain.calendar import WARSAW, PointCalendar, SlotAvailability, SlotRef
 from common.domain.eligibility import (
-    CohortRules,
     PreviousDose,
     Referral,
     check_booking_eligibility,
@@ -74,9 +74,9 @@ from common.domain.events import (
     AppointmentRescheduled,
 )
 from common.domain.pesel import parse_pesel, pesel_key
-from common.domain.rulebook import RuleBook
+from common.domain.rulebook import RuleBook, RuleSet
 from common.domain.series import DosePlan, plan_next_dose
-from common.domain.vaccines import VaccineCatalogue, second_dose_window
+from common.domain.vaccines import VaccineProduct, second_dose_window
 from common.services import audit, outbox
 from common.services.guardians import may_act_for
 from common.services.idempotency import IdempotencyScope, StoredResponse
@@ -195,30 +195,23 @@ class BookingService:
     def __init__(
         self,
         client: firestore.Client,
-        catalogue: VaccineCatalogue,
-        cohorts: CohortRules,
+        rule_book: RuleBook,
         pesel_secret: bytes,
         publisher: EventPublisher | None = None,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         rng: random.Random | None = None,
-        rule_book: RuleBook | None = None,
     ) -> None:
         self.db = client
-        self.catalogue = catalogue
-        self.cohorts = cohorts
+        # Every decision (dose 1, the dose-2 window, a move) is judged by the rules in force
+        # at its `now` (versioned data); `RuleBook.fixed(...)` pins one rule set in tests.
+        self.rule_book = rule_book
         self.secret = pesel_secret
         self.publisher = publisher
         self.new_id = new_id
         self.rng = rng or random.Random()
-        # With a rule book, a booking is judged by the rules in force at `now` (versioned
-        # data); without one (tests that pin rules), by the fixed catalogue and cohorts.
-        self.rule_book = rule_book
 
-    def rules_at(self, now: datetime) -> tuple[VaccineCatalogue, CohortRules]:
-        if self.rule_book is None:
-            return self.catalogue, self.cohorts
-        rules = self.rule_book.rules_for(now.astimezone(WARSAW).date())
-        return rules.catalogue, rules.cohorts
+    def rules_at(self, now: datetime) -> RuleSet:
+        return self.rule_book.rules_at(now)
 
     # -- reads ---------------------------------------------------------------------------
     def calendar(self, point_id: str) -> PointCalendar:
@@ -265,12 +258,12 @@ class BookingService:
         birth_date = parse_pesel(cmd.pesel, now.astimezone(WARSAW).date()).birth_date
         first_ref = SlotRef.parse(cmd.slot_id)
         self._require_own_point(cmd.actor, first_ref)
-        catalogue, cohorts = self.rules_at(now)
-        product = catalogue.get(first_ref.product)
+        rules = self.rules_at(now)
+        product = rules.catalogue.get(first_ref.product)
         calendar = self.calendar(first_ref.point_id)
         first = self._bookable(calendar, first_ref, now)
         history = self._history(patient_key)
-        plan = plan_next_dose(history, product, catalogue)
+        plan = plan_next_dose(history, product, rules.catalogue)
         referral = self._pick_referral(self._referrals(patient_key), plan, first_ref)
         check_booking_eligibility(
             birth_date=birth_date,
@@ -279,13 +272,13 @@ class BookingService:
             visit_date=first_ref.day,
             now=now,
             channel=cmd.channel,
-            cohorts=cohorts,
+            cohorts=rules.cohorts,
             previous_doses=history,
         )
         assert referral is not None
         choices = [SlotChoice([first], self.rng)]
         if plan.books_second_dose:
-            choices.append(self._second_dose_choice(calendar, product.code, first_ref, cmd, now))
+            choices.append(self._second_dose_choice(calendar, product, first_ref, cmd, now))
         series_id = self.new_id()
         ids = [self.new_id() for _ in choices]
         dose_numbers = [plan.dose_number + i for i in range(len(choices))]
@@ -370,19 +363,19 @@ class BookingService:
     def _second_dose_choice(
         self,
         calendar: PointCalendar,
-        product_code: str,
+        product: VaccineProduct,
         first: SlotRef,
         cmd: BookAppointment,
         now: datetime,
     ) -> SlotChoice:
-        product = self.catalogue.get(product_code)
+        """Dose 2's slot, in the window of `product` as the rules in force at `now` set it."""
         earliest, latest, planned = second_dose_window(product, first.day)
         if cmd.second_slot_id:
             ref = SlotRef.parse(cmd.second_slot_id)
             self._require_same_point_and_product(ref, first)
             second_dose_allowed(product, first.day, ref.day)
             return SlotChoice([self._bookable(calendar, ref, now)], self.rng)
-        candidates = calendar.second_dose_candidates(product_code, earliest, latest, planned)
+        candidates = calendar.second_dose_candidates(product.code, earliest, latest, planned)
         if not candidates:
             raise SlotUnavailableError(
                 f"no free slot for the second dose at this point between {earliest} and {latest}",
@@ -600,13 +593,16 @@ class BookingService:
         cmd: RescheduleAppointment,
         now: datetime,
     ) -> list[tuple[Appointment, datetime | None, SlotChoice]]:
-        product = self.catalogue.get(appointment.product)
+        # The dose-2 window of a move is the one in force now, not the one the booking saw.
+        product = self.rules_at(now).catalogue.get(appointment.product)
         moves: list[tuple[Appointment, datetime | None, SlotChoice]] = [
             (appointment, None, SlotChoice([new_first], self.rng))
         ]
-        linked = None
+        linked = first_given = None
         if appointment.linked_appointment_id:
             linked, linked_version = self._load(appointment.linked_appointment_id)
+            if linked.status is AppointmentStatus.COMPLETED:
+                first_given = linked  # dose 1 was given: dose 2 still keeps its window
             if not linked.is_active:
                 linked = None
         if appointment.dose_number == 1:
@@ -646,8 +642,10 @@ class BookingService:
                             details={"reason": "no_second_dose_slot"},
                         )
                     moves.append((linked, linked_version, SlotChoice(candidates, self.rng)))
-        elif appointment.dose_number == 2 and linked is not None:
-            second_dose_allowed(product, linked.day, new_first.ref.day)
+        elif appointment.dose_number == 2:
+            first_dose = linked if linked is not None else first_given
+            if first_dose is not None:
+                second_dose_allowed(product, first_dose.day, new_first.ref.day)
         return moves
 
     def _commit_moves(

@@ -24,6 +24,7 @@ from common.domain.errors import (
     ValidationFailedError,
 )
 from common.domain.pesel import parse_pesel, pesel_key
+from common.domain.rulebook import RuleBook
 from common.domain.visits import local_day
 from common.services.actions import Subject, audit_action
 from common.services.idempotency import IdempotencyScope, StoredResponse
@@ -62,9 +63,9 @@ class CloseCallbackRequest(_Body):
 
 
 class CallbackService:
-    def __init__(self, client: firestore.Client, catalogue: Any, secret: bytes) -> None:
+    def __init__(self, client: firestore.Client, rule_book: RuleBook, secret: bytes) -> None:
         self.db = client
-        self.catalogue = catalogue
+        self.rule_book = rule_book
         self.secret = secret
 
     def request(
@@ -88,7 +89,7 @@ class CallbackService:
         assert raw is not None
         pesel = parse_pesel(raw, local_day(now))
         if body.product is not None:
-            self.catalogue.get(body.product)
+            self.rule_book.rules_at(now).catalogue.get(body.product)
         key = pesel_key(pesel, self.secret)
         callback_id = uuid.uuid4().hex
         document = {

@@ -50,7 +50,7 @@ from common.domain.events import (
     AppointmentRescheduled,
     DomainEvent,
 )
-from common.domain.vaccines import VaccineCatalogue
+from common.domain.rulebook import RuleBook
 from common.services.integration_log import MalformedMessageError, decode_push
 
 FINAL_STATUSES = frozenset({"sent", "failed", "skipped"})
@@ -190,12 +190,12 @@ class NotificationService:
     def __init__(
         self,
         client: firestore.Client,
-        catalogue: VaccineCatalogue,
+        rule_book: RuleBook,
         sender: SmsSender,
         reminders: Any,  # common.services.reminders.ReminderScheduler (or None: no reminders)
     ) -> None:
         self.db = client
-        self.catalogue = catalogue
+        self.rule_book = rule_book
         self.sender = sender
         self.reminders = reminders
 
@@ -214,8 +214,10 @@ class NotificationService:
         patient = self._doc(PATIENTS, patient_key) or {}
         return normalize_phone(patient.get("phone"))
 
-    def product_name(self, code: str) -> str:
-        return self.catalogue.get(code).name if code in self.catalogue else code
+    def product_name(self, code: str, now: datetime) -> str:
+        """The product's name as the rules in force at `now` give it (the code if unknown)."""
+        catalogue = self.rule_book.rules_at(now).catalogue
+        return catalogue.get(code).name if code in catalogue else code
 
     @staticmethod
     def _is_current(appointment: Appointment | None, starts_at: datetime) -> bool:
@@ -305,7 +307,7 @@ class NotificationService:
             linked = self._appointment(event.linked_appointment_id)
             second = linked.starts_at if linked and linked.is_active else None
         point = self._doc(POINTS, event.point_id)
-        product = self.product_name(event.product)
+        product = self.product_name(event.product, now)
         return self._notify(
             event,
             event.patient_key,
@@ -327,7 +329,7 @@ class NotificationService:
         if self.reminders is not None:
             self.reminders.schedule(event.appointment_id, event.starts_at, now, event.event_id)
         point = self._doc(POINTS, event.to_point_id)
-        product = self.product_name(event.product)
+        product = self.product_name(event.product, now)
         return self._notify(
             event,
             event.patient_key,
@@ -353,7 +355,7 @@ class NotificationService:
             if same_commit and event.dose_number == 2:
                 return self._skip(event, event.patient_key, "in_series_sms", now)
             with_second = same_commit and event.dose_number == 1
-        product = self.product_name(event.product)
+        product = self.product_name(event.product, now)
         return self._notify(
             event,
             event.patient_key,
@@ -370,7 +372,7 @@ class NotificationService:
         alternatives = [
             (offer.starts_at, self._doc(POINTS, offer.point_id)) for offer in event.alternatives[:3]
         ]
-        product = self.product_name(event.product)
+        product = self.product_name(event.product, now)
         return self._notify(
             event,
             event.patient_key,

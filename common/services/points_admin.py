@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from common.adapters.firestore_store import AVAILABILITY, POINTS, RPC
 from common.domain.calendar import is_point_id
 from common.domain.errors import ForbiddenError, PointNotFoundError
-from common.domain.vaccines import VaccineCatalogue
+from common.domain.rulebook import RuleBook
 from common.services.actions import audit_action
 from common.services.directory import rebuild_directory
 from common.services.idempotency import IdempotencyScope, StoredResponse
@@ -53,9 +53,9 @@ class PointRequest(BaseModel):
 
 
 class PointsAdminService:
-    def __init__(self, client: firestore.Client, catalogue: VaccineCatalogue) -> None:
+    def __init__(self, client: firestore.Client, rule_book: RuleBook) -> None:
         self.db = client
-        self.catalogue = catalogue
+        self.rule_book = rule_book
 
     def get(self, point_id: str) -> dict[str, Any]:
         """A point's public details (any signed-in caller): one document read."""
@@ -78,8 +78,9 @@ class PointsAdminService:
             raise ForbiddenError("only an administrator manages vaccination points")
         if not is_point_id(point_id):
             raise PointNotFoundError("a point id is 1-40 of a-z, 0-9 and '-'")
+        catalogue = self.rule_book.rules_at(now).catalogue
         for product in body.products:
-            self.catalogue.get(product)
+            catalogue.get(product)
         ref = self.db.collection(POINTS).document(point_id)
         existed = ref.get(**RPC).exists
         point = {"point_id": point_id, **body.model_dump()}

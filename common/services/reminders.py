@@ -191,7 +191,7 @@ class ReminderService:
             return "skipped:no_phone"
         point_doc = self.db.collection(POINTS).document(appointment.point_id).get(**RPC)
         point = point_doc.to_dict() if point_doc.exists else None
-        product = self.notifications.product_name(appointment.product)
+        product = self.notifications.product_name(appointment.product, now)
         return self.sender.send_once(
             notification_id,
             phone,

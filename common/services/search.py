@@ -34,7 +34,7 @@ from common.domain.calendar import (
     is_point_id,
 )
 from common.domain.errors import NotFoundError, ValidationFailedError
-from common.domain.vaccines import VaccineCatalogue
+from common.domain.rulebook import RuleBook
 from common.geo import (
     GeoPoint,
     bounding_box,
@@ -174,9 +174,9 @@ class PointSlotsQuery(BaseModel):
 
 
 class SearchService:
-    def __init__(self, client: firestore.Client, catalogue: VaccineCatalogue) -> None:
+    def __init__(self, client: firestore.Client, rule_book: RuleBook) -> None:
         self.db = client
-        self.catalogue = catalogue
+        self.rule_book = rule_book  # which products exist: the rules in force at `now`
         self.directory = PointDirectory(client)
 
     def _center(self, query: SearchQuery) -> GeoPoint:
@@ -192,7 +192,8 @@ class SearchService:
 
     def search(self, query: SearchQuery, now: datetime) -> dict[str, Any]:
         if query.product is not None:
-            self.catalogue.get(query.product)  # unknown product: a clear 400, not an empty page
+            # An unknown product: a clear 400, not an empty page.
+            self.rule_book.rules_at(now).catalogue.get(query.product)
         date_from, date_to = _date_range(query.date_from, query.date_to, now)
         center = self._center(query)
         candidates = self._nearest(center, query)
@@ -270,7 +271,7 @@ class SearchService:
         if not is_point_id(point_id):
             raise NotFoundError("no such vaccination point")
         if query.product is not None:
-            self.catalogue.get(query.product)
+            self.rule_book.rules_at(now).catalogue.get(query.product)
         snapshot = self.db.collection(AVAILABILITY).document(point_id).get(**RPC)
         if not snapshot.exists:
             raise NotFoundError("no such vaccination point")

@@ -51,6 +51,7 @@ from common.domain.errors import (
     ValidationFailedError,
 )
 from common.domain.pesel import parse_pesel, pesel_key
+from common.domain.rulebook import RuleBook
 from common.domain.vaccines import VaccineCatalogue
 from common.services.booking import Actor, BookAppointment, BookingService
 from common.services.idempotency import Idempotency, request_fingerprint
@@ -128,7 +129,7 @@ class SmsDialogService:
     def __init__(
         self,
         client: firestore.Client,
-        catalogue: VaccineCatalogue,
+        rule_book: RuleBook,
         booking: BookingService,
         search: SearchService,
         idempotency: Idempotency,
@@ -137,7 +138,7 @@ class SmsDialogService:
         offer_ttl: timedelta = timedelta(minutes=10),
     ) -> None:
         self.db = client
-        self.catalogue = catalogue
+        self.rule_book = rule_book  # products by age and their names: the rules at `now`
         self.booking = booking
         self.search = search
         self.idempotency = idempotency
@@ -318,7 +319,9 @@ class SmsDialogService:
         if valid_to is None:
             return Step(self._idle("no_referral"), sms_texts.dialog_no_referral())
         products = pick_products(
-            self.catalogue, command.product_word, age_on(pesel.birth_date, today)
+            self.rule_book.rules_at(now).catalogue,
+            command.product_word,
+            age_on(pesel.birth_date, today),
         )
         if not products:
             return Step(self._idle("unknown_product"), sms_texts.dialog_refused("unknown_product"))
@@ -368,7 +371,7 @@ class SmsDialogService:
             "point": point,
         }
         minutes = int(self.offer_ttl.total_seconds() // 60)
-        product = self.catalogue.get(slot["product"]).name
+        product = self.rule_book.rules_at(now).catalogue.get(slot["product"]).name
         text = sms_texts.dialog_offer(product, starts_at, point, minutes)
         fields = {
             **{k: dialog.get(k) for k in ("pesel", "patient_key", "postcode", "products")},
@@ -486,7 +489,7 @@ class SmsDialogService:
         first = appointments[0]
         second = next((a for a in appointments[1:] if a.get("dose_number") == 2), None)
         starts_at = datetime.fromisoformat(first["starts_at"])
-        product = self.catalogue.get(first["product"]).name
+        product = self.rule_book.rules_at(now).catalogue.get(first["product"]).name
         reply = sms_texts.dialog_booked(
             product,
             int(first["dose_number"]),

@@ -12,7 +12,8 @@ an old, larger C when the capacity goes down. So a decrease to C' claims the sea
   delete active_doses/{...}           of each displaced visit (the patient may book again)
   update availability/{point}         cap = C', free += -(blockers created)   (blind writes)
   update calendar_controls/{point}    precondition: unchanged since read (one staff edit at once)
-  create outbox/... appointment.displaced (with the nearest alternatives), audit, idempotency
+  create outbox/... appointment.displaced (with the nearest alternatives the rules in force
+                                        let the patient book), audit, idempotency
 
 If a booker claimed one of those indices after our read, our create() fails, nothing is
 written, and we read again: the index now holds a patient, who is displaced in the next
@@ -28,7 +29,7 @@ document bookings never touch, so a rush on the availability document does not s
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -44,6 +45,7 @@ from common.adapters.firestore_store import (
     CALENDAR_CONTROLS,
     RPC,
     SEATS,
+    VACCINATIONS,
     get_many,
     get_with_version,
     slot_field,
@@ -51,7 +53,8 @@ from common.adapters.firestore_store import (
 )
 from common.adapters.pubsub_publisher import EventPublisher
 from common.domain.appointments import Appointment, AppointmentStatus, active_dose_lock_id
-from common.domain.calendar import WARSAW, SlotRef
+from common.domain.calendar import SlotRef
+from common.domain.eligibility import PreviousDose
 from common.domain.errors import (
     CalendarBusyError,
     InvalidStateTransitionError,
@@ -66,6 +69,9 @@ from common.domain.events import (
     DomainEvent,
     SlotOffer,
 )
+from common.domain.pesel import Pesel
+from common.domain.rulebook import RuleBook
+from common.domain.series import rebooking_days
 from common.domain.slots import (
     MAX_CAPACITY,
     MAX_PUBLISH_DAYS,
@@ -78,7 +84,6 @@ from common.domain.slots import (
     template_days,
     template_starts,
 )
-from common.domain.vaccines import VaccineCatalogue
 from common.domain.visits import local_day, patient_summary
 from common.services import outbox
 from common.services.actions import audit_action, patients_by_key, write_free_increments
@@ -198,13 +203,13 @@ class StaffCalendarService:
     def __init__(
         self,
         client: firestore.Client,
-        catalogue: VaccineCatalogue,
+        rule_book: RuleBook,
         search: Any,
         publisher: EventPublisher | None = None,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
         self.db = client
-        self.catalogue = catalogue
+        self.rule_book = rule_book  # products and displaced patients' alternatives, at `now`
         self.search = search
         self.publisher = publisher
         self.new_id = new_id
@@ -214,8 +219,8 @@ class StaffCalendarService:
         authorize_point(actor, point_id)
         return load_point(self.db, point_id)
 
-    def _offered(self, point: dict[str, Any], product: str) -> None:
-        self.catalogue.get(product)
+    def _offered(self, point: dict[str, Any], product: str, now: datetime) -> None:
+        self.rule_book.rules_at(now).catalogue.get(product)
         if product not in (point.get("products") or []):
             raise ProductNotOfferedError(details={"product": product})
 
@@ -272,7 +277,7 @@ class StaffCalendarService:
         idem: IdempotencyScope | None = None,
     ) -> StoredResponse:
         point = self._point(actor, point_id)
-        self._offered(point, body.product)
+        self._offered(point, body.product, now)
         check_publish_range(body.date_from, body.date_to, now)
         days = template_days(body.date_from, body.date_to, frozenset(body.weekdays))
         starts = template_starts(parse_hhmm(body.opens), parse_hhmm(body.closes), body.slot_minutes)
@@ -360,7 +365,7 @@ class StaffCalendarService:
         idem: IdempotencyScope | None = None,
     ) -> StoredResponse:
         point = self._point(actor, point_id)
-        self._offered(point, body.product)
+        self._offered(point, body.product, now)
         ref = SlotRef(point_id, body.day, parse_hhmm(body.start), body.product)
         if ref.starts_at <= now:
             raise ValidationFailedError("a slot cannot be added in the past")
@@ -486,8 +491,9 @@ class StaffCalendarService:
             )
             displaced = self._displaced(plan)
             linked = self._linked(displaced)
-            alternatives = self._alternatives(point, ref, now) if displaced else ()
-            response = self._response(ref, entry, target, plan, displaced, now)
+            people = patients_by_key(self.db, [a.patient_key for a, _ in displaced], local_day(now))
+            alternatives = self._alternatives(point, ref, displaced, people, now)
+            response = self._response(ref, entry, target, plan, displaced, people)
             batch = self.db.batch()
             self._write_plan(batch, ref, entry, target, plan, now, reason)
             self.write_availability(batch, ref, entry, target, plan, linked)
@@ -571,17 +577,78 @@ class StaffCalendarService:
         return found
 
     def _alternatives(
-        self, point: dict[str, Any], ref: SlotRef, now: datetime
-    ) -> tuple[SlotOffer, ...]:
-        from common.services.search import SearchQuery
+        self,
+        point: dict[str, Any],
+        ref: SlotRef,
+        displaced: list[tuple[Appointment, datetime]],
+        people: Mapping[str, Pesel | None],
+        now: datetime,
+    ) -> dict[str, tuple[SlotOffer, ...]]:
+        """Per displaced visit, the nearest free slots the patient may book under the rules in
+        force at `now`: its product while their age allows it, a dose 2 inside its window
+        after dose 1. Visits with the same days share one search."""
+        catalogue = self.rule_book.rules_at(now).catalogue
+        searched: dict[tuple[date, date | None], tuple[SlotOffer, ...]] = {}
+        offers: dict[str, tuple[SlotOffer, ...]] = {}
+        for appointment, _ in displaced:
+            patient = people.get(appointment.patient_key)
+            days = rebooking_days(
+                catalogue,
+                appointment.product,
+                appointment.dose_number,
+                appointment.day,
+                first_dose_day=self._first_dose_day(appointment),
+                birth_date=patient.birth_date if patient is not None else None,
+            )
+            if days is None:
+                offers[appointment.appointment_id] = ()
+                continue
+            if days not in searched:
+                searched[days] = self._nearest_offers(point, ref, days[0], days[1], now)
+            offers[appointment.appointment_id] = searched[days]
+        return offers
 
+    def _first_dose_day(self, appointment: Appointment) -> date | None:
+        """When a displaced dose 2's dose 1 was given (or is booked); None for other doses."""
+        if appointment.dose_kind != "primary" or appointment.dose_number != 2:
+            return None
+        query = self.db.collection(VACCINATIONS).where(
+            filter=firestore.FieldFilter("patient_key", "==", appointment.patient_key)
+        )
+        doses = [PreviousDose.model_validate(s.to_dict()["dose"]) for s in query.stream(**RPC)]
+        given = [d.given_on for d in doses if d.kind == "primary" and d.dose_number == 1]
+        if given:
+            return min(given)
+        if appointment.linked_appointment_id:
+            data, _ = get_with_version(
+                self.db.collection(APPOINTMENTS).document(appointment.linked_appointment_id)
+            )
+            if data is not None and data.get("status") == AppointmentStatus.BOOKED.value:
+                return Appointment.model_validate(data).day
+        return None
+
+    def _nearest_offers(
+        self,
+        point: dict[str, Any],
+        ref: SlotRef,
+        date_from: date,
+        date_to: date | None,
+        now: datetime,
+    ) -> tuple[SlotOffer, ...]:
+        from common.services.search import MAX_RANGE_DAYS, SearchQuery
+
+        if date_to is not None:
+            # A window longer than one search may span is offered from its first days.
+            start = max(date_from, local_day(now))
+            date_to = min(date_to, start + timedelta(days=MAX_RANGE_DAYS))
         try:
             result = self.search.search(
                 SearchQuery(
                     lat=point["lat"],
                     lon=point["lon"],
                     product=ref.product,
-                    date_from=ref.day,
+                    date_from=date_from,
+                    date_to=date_to,
                     radius_km=ALTERNATIVES_RADIUS_KM,
                     limit=ALTERNATIVES + 1,
                 ),
@@ -610,15 +677,12 @@ class StaffCalendarService:
         target: _Target,
         plan: CapacityPlan,
         displaced: list[tuple[Appointment, datetime]],
-        now: datetime,
+        people: Mapping[str, Pesel | None],
     ) -> StoredResponse:
         free = int(entry.get("free", 0)) + plan.free_delta
         after = {"cap": target.capacity, "free": 0 if target.remove else free}
         if target.blocked:
             after |= {"blocked": True, "blocked_cap": target.held_capacity}
-        people = patients_by_key(
-            self.db, [a.patient_key for a, _ in displaced], now.astimezone(WARSAW).date()
-        )
         return StoredResponse(
             200,
             {
@@ -661,7 +725,7 @@ class StaffCalendarService:
         ref: SlotRef,
         displaced: list[tuple[Appointment, datetime]],
         linked: list[tuple[Appointment, datetime]],
-        alternatives: tuple[SlotOffer, ...],
+        alternatives: Mapping[str, tuple[SlotOffer, ...]],
         reason: str,
         now: datetime,
     ) -> list[DomainEvent]:
@@ -682,7 +746,10 @@ class StaffCalendarService:
         for appointment, _ in displaced:
             events.append(
                 AppointmentDisplaced.about(
-                    appointment, occurred_at=now, reason=reason, alternatives=alternatives
+                    appointment,
+                    occurred_at=now,
+                    reason=reason,
+                    alternatives=alternatives.get(appointment.appointment_id, ()),
                 )
             )
         for appointment, _ in linked:

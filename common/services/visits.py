@@ -30,7 +30,7 @@ from common.adapters.firestore_store import (
 from common.adapters.pubsub_publisher import EventPublisher
 from common.domain.appointments import Appointment, AppointmentStatus, active_dose_lock_id
 from common.domain.calendar import SlotRef
-from common.domain.eligibility import CohortRules, check_booking_eligibility
+from common.domain.eligibility import check_booking_eligibility
 from common.domain.errors import (
     AlreadyBookedError,
     AppointmentNotFoundError,
@@ -46,8 +46,8 @@ from common.domain.events import (
     VaccinationCompleted,
 )
 from common.domain.pesel import parse_pesel, pesel_key
+from common.domain.rulebook import RuleBook
 from common.domain.series import plan_next_dose
-from common.domain.vaccines import VaccineCatalogue
 from common.domain.visits import (
     LOT_NUMBER_PATTERN,
     check_product_age,
@@ -132,8 +132,7 @@ class VisitService:
     def __init__(
         self,
         client: firestore.Client,
-        catalogue: VaccineCatalogue,
-        cohorts: CohortRules,
+        rule_book: RuleBook,
         pesel_secret: bytes,
         booking: BookingService,
         publisher: EventPublisher | None = None,
@@ -141,8 +140,8 @@ class VisitService:
     ) -> None:
         self.publisher = publisher
         self.db = client
-        self.catalogue = catalogue
-        self.cohorts = cohorts
+        # Completions and walk-ins are judged by the rules in force at their `now`.
+        self.rule_book = rule_book
         self.secret = pesel_secret
         self.booking = booking
         self.new_id = new_id
@@ -252,7 +251,7 @@ class VisitService:
             require_booked(appointment, "complete")
             require_visit_day(appointment, now)
             require_same_product(appointment, body.product)
-            product = self.catalogue.get(body.product)
+            product = self.rule_book.rules_at(now).catalogue.get(body.product)
             given_on = local_day(now)
             closes = completes_referral(appointment.dose_kind, appointment.dose_number, product)
             event = VaccinationCompleted(
@@ -412,7 +411,8 @@ class VisitService:
     ) -> StoredResponse:
         authorize_point(actor, point_id)
         point = load_point(self.db, point_id)
-        product = self.catalogue.get(body.product)
+        rules = self.rule_book.rules_at(now)
+        product = rules.catalogue.get(body.product)
         if product.code not in (point.get("products") or []):
             raise ProductNotOfferedError(details={"product": product.code})
         today = local_day(now)
@@ -427,7 +427,7 @@ class VisitService:
             matching = [r for r in referrals if r.kind == kind and r.status == "active"]
             referral = max(matching, key=lambda r: r.valid_to) if matching else None
         else:
-            plan = plan_next_dose(history, product, self.catalogue)
+            plan = plan_next_dose(history, product, rules.catalogue)
             kind, dose_number, booster_number = plan.kind, plan.dose_number, plan.booster_number
             referral = self.booking._pick_referral(
                 referrals, plan, SlotRef(point_id, today, time(0, 0), product.code)
@@ -439,7 +439,7 @@ class VisitService:
                 visit_date=today,
                 now=now,
                 channel="point",
-                cohorts=self.cohorts,
+                cohorts=rules.cohorts,
                 previous_doses=history,
             )
         vaccination_id = self.new_id()

@@ -9,13 +9,13 @@ Usage::
 from __future__ import annotations
 
 import socket
-import time
 from concurrent import futures
 from types import TracebackType
 from typing import Self
 
 import grpc
 
+from common.clock import epoch_seconds
 from emulator.cloudtasks.dispatcher import Clock, Dispatcher, next_backoff
 from emulator.cloudtasks.server import TaskStore, build_handler
 
@@ -59,7 +59,7 @@ class CloudTasksEmulator:
         port: int = 0,
         name_reuse_window_s: float = 3600.0,
         *,
-        clock: Clock = time.time,
+        clock: Clock = epoch_seconds,
     ) -> None:
         self._host = host
         self._requested_port = port

@@ -20,6 +20,8 @@ from typing import Protocol
 import requests
 from google.cloud import tasks_v2
 
+from common.clock import epoch_seconds
+
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
@@ -139,7 +141,7 @@ class DispatchResult:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def send(request: DispatchRequest, clock: Clock = time.time) -> DispatchResult:
+def send(request: DispatchRequest, clock: Clock = epoch_seconds) -> DispatchResult:
     """Send one attempt. Never raises: every failure becomes a non-success result."""
     try:
         response = requests.request(
@@ -203,7 +205,7 @@ class Dispatcher:
     def __init__(
         self,
         source: DispatchSource,
-        clock: Clock = time.time,
+        clock: Clock = epoch_seconds,
         sender: Callable[[DispatchRequest], DispatchResult] | None = None,
     ) -> None:
         self._source = source

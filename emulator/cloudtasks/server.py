@@ -10,7 +10,6 @@ import logging
 import re
 import secrets
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ from google.cloud import tasks_v2
 from google.protobuf import empty_pb2, field_mask_pb2
 from google.rpc import status_pb2
 
+from common.clock import epoch_seconds
 from emulator.cloudtasks.dispatcher import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_BACKOFF_S,
@@ -203,7 +203,7 @@ def _validate_queue(queue: tasks_v2.Queue) -> None:
 class TaskStore:
     """All queues and tasks, guarded by one condition the dispatcher also waits on."""
 
-    def __init__(self, name_reuse_window_s: float = 3600.0, clock: Clock = time.time) -> None:
+    def __init__(self, name_reuse_window_s: float = 3600.0, clock: Clock = epoch_seconds) -> None:
         self.condition = threading.Condition()
         self._clock = clock
         self._name_reuse_window_s = name_reuse_window_s
@@ -577,7 +577,9 @@ class TaskStore:
             if kind == "oidc_token":
                 token = source.oidc_token
                 audience = token.audience or http.url
-                jwt = mint_oidc_token(token.service_account_email, audience, self._clock())
+                jwt = mint_oidc_token(
+                    token.service_account_email, audience
+                )  # real time: see common/clock.py
                 return f"Bearer {jwt}"
             if kind == "oauth_token":
                 return f"Bearer {fake_oauth_token(source.oauth_token.service_account_email)}"

@@ -16,6 +16,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from common import clock as common_clock
 from common.domain.eligibility import CohortRules, DoseKind, load_cohort_rules
 from common.domain.errors import InvalidPeselError
 from common.domain.pesel import make_pesel, parse_pesel
@@ -44,7 +45,7 @@ Clock = Callable[[], datetime]
 
 
 def _utc_now() -> datetime:
-    return datetime.now(UTC)
+    return common_clock.now()  # the one clock, shifted with the rest of the stack
 
 
 class _Body(BaseModel):

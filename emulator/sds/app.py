@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from flask import Flask, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from common import clock as common_clock
 from common.domain.vaccines import VaccineCatalogue, load_catalogue
 from emulator.faults import (
     ApiError,
@@ -35,7 +36,7 @@ Clock = Callable[[], datetime]
 
 
 def _utc_now() -> datetime:
-    return datetime.now(UTC)
+    return common_clock.now()  # the one clock, shifted with the rest of the stack
 
 
 class NewDelivery(BaseModel):

@@ -7,10 +7,11 @@ persisted data, gives the same state.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from google.cloud import firestore
 
+from common import clock
 from common.adapters.firestore_store import GUARDIANS, PATIENTS, REFERRALS, RPC
 from common.config import Settings
 from common.domain.calendar import WARSAW
@@ -97,7 +98,7 @@ def seed_demo(
 ) -> str:
     settings = settings or Settings.from_env()
     client = client or firestore.Client(project=settings.project_id)
-    today = (now or datetime.now(UTC)).astimezone(WARSAW).date()
+    today = (now or clock.now()).astimezone(WARSAW).date()
     seeds = [p.to_dict() for p in generate_points(points, seed=2021)]
     write_points(client, seeds)
     progress(len(seeds), len(seeds), "points")

@@ -23,6 +23,7 @@ import requests
 from flask import Flask, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
+from common import clock as common_clock
 from emulator.faults import (
     ApiError,
     FaultInjector,
@@ -45,7 +46,7 @@ _log = logging.getLogger("emulator.sms")
 
 
 def _utc_now() -> datetime:
-    return datetime.now(UTC)
+    return common_clock.now()  # the one clock, shifted with the rest of the stack
 
 
 class _Body(BaseModel):

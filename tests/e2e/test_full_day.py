@@ -1,9 +1,15 @@
 """A full day in the local stack (`python -m emulator`), over HTTP only, as the outside sees it.
 
-Referrals come in from P1's simulator; a patient books; the SMS and the reminder go out through
-the SMS simulator (the reminder through a Cloud Task); staff check the patient in and complete
+Referrals come in from P1's simulator; a patient books tomorrow's visit at whatever hour the
+test runs; the SMS and, at 18:00 the day before, the reminder go out through the SMS simulator
+(the reminder through a Cloud Task); the next morning staff check the patient in and complete
 the visit; the vaccination reaches P1's simulator; an SDS delivery sets a point's bookable
 capacity; and somebody books a slot by SMS (PESEL + postcode, then TAK).
+
+Time passes for real in the stack: it runs with a clock file (common/clock.py) that this test
+moves, so every process (gateway, Cloud Tasks emulator, simulators, scheduler) jumps together.
+The day starts at the suite's own clock, so the shifted-clock runs start it at 00:10, 11:00,
+18:30 and 23:50 as well.
 """
 
 from __future__ import annotations
@@ -19,12 +25,14 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from common import clock
 from emulator.processes import free_port
 from emulator.seed.users import DEMO_USERS
 
@@ -63,12 +71,18 @@ def _eventually(check: Callable[[], Any], what: str, timeout_s: float = 90) -> A
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[dict[str, Any]]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     ports = {
         n: free_port() for n in ("firestore", "pubsub", "tasks", "gateway", "p1", "sds", "sms")
     }
     env = {k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST")}
     env.pop("GOOGLE_CLOUD_PROJECT", None)
+    # The stack's clock starts where the suite's is, and this test moves it.
+    stack_clock = clock.FileClock(tmp_path_factory.mktemp("clock") / "clock.json")
+    stack_clock.set_offset(clock.process_clock().offset_s)
+    for name in clock.CLOCK_VARIABLES:
+        env.pop(name, None)
+    env[clock.FILE_VARIABLE] = str(stack_clock.path)
     argv = [sys.executable, "-m", "emulator", "--project", PROJECT, "--points", "30"]
     for name, port in ports.items():
         argv += [f"--{name}-port", str(port)]
@@ -99,7 +113,12 @@ def stack() -> Iterator[dict[str, Any]]:
     base = f"http://127.0.0.1:{ports['gateway']}"
     _, tokens = _request("GET", f"{base}/dev/tokens")
     try:
-        yield {"base": base, "ports": ports, "tokens": {u: t["token"] for u, t in tokens.items()}}
+        yield {
+            "base": base,
+            "ports": ports,
+            "tokens": {u: t["token"] for u, t in tokens.items()},
+            "clock": stack_clock,
+        }
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -121,10 +140,12 @@ def _user(uid: str):
 
 def test_a_full_day(stack: dict[str, Any]) -> None:
     base, tokens = stack["base"], stack["tokens"]
-    now = datetime.now(WARSAW)
-    opens = (now + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
-    if opens.date() != now.date() or opens.hour >= 23:
-        pytest.skip("too late in the Warsaw day to publish a visit for today")
+    stack_clock: clock.FileClock = stack["clock"]
+    now = stack_clock.now().astimezone(WARSAW)
+    # Tomorrow at 10:00, whatever the hour now: always bookable, reminded at 18:00 today.
+    visit_day = now.date() + timedelta(days=1)
+    opens = datetime.combine(visit_day, dtime(10, 0), tzinfo=WARSAW)
+    reminder_due = datetime.combine(now.date(), dtime(18, 0), tzinfo=WARSAW)
     ewa, jan = _user("patient-ewa"), _user("patient-jan")
 
     # 1. Referrals synced from P1: the agent sees Ewa's referral, and P1 issued it.
@@ -140,7 +161,7 @@ def test_a_full_day(stack: dict[str, Any]) -> None:
     _, feed = _request("GET", f"{p1}/referrals?limit=1000", token="local-p1-token")
     assert referral_ids & {r["referral_id"] for r in feed["referrals"]}, "no referral from P1"
 
-    # 2. Staff publish a visit hour today; Ewa books it through the API.
+    # 2. Staff publish tomorrow's visit hour; Ewa books it through the API.
     _, point = _request("GET", f"{base}/v1/points/pt-00001", token=tokens["staff-1"])
     product = next(
         (p for p in point["point"]["products"] if p == "jcovden"), point["point"]["products"][0]
@@ -151,8 +172,8 @@ def test_a_full_day(stack: dict[str, Any]) -> None:
         token=tokens["staff-1"],
         key=uuid.uuid4().hex,
         body={
-            "date_from": now.date().isoformat(),
-            "date_to": now.date().isoformat(),
+            "date_from": visit_day.isoformat(),
+            "date_to": visit_day.isoformat(),
             "weekdays": list(range(7)),
             "opens": f"{opens:%H:%M}",
             "closes": f"{opens + timedelta(minutes=30):%H:%M}",
@@ -173,13 +194,29 @@ def test_a_full_day(stack: dict[str, Any]) -> None:
     assert status == 201, booked
     visit = booked["appointments"][0]
 
-    # 3. Its SMS, and the reminder (due at once: the visit is today) through Cloud Tasks.
+    # 3. Its SMS at once; the reminder through Cloud Tasks at 18:00 the day before (at once
+    # when the booking is made after 18:00).
     phone = _eventually(lambda: _patient_phone(stack, ewa.pesel), "Ewa's phone")
+    booked_at = stack_clock.now()
+    if booked_at < reminder_due - timedelta(seconds=30):
+        confirmation = _eventually(lambda: _sms_to(stack, phone), "the booking SMS")
+        time.sleep(3)  # the reminder is hours away: nothing else may arrive meanwhile
+        assert len(_sms_to(stack, phone)) == 1, [m["text"] for m in _sms_to(stack, phone)]
+        assert "zarezerwowano" in confirmation[0]["text"]
+        stack_clock.move_to(reminder_due + timedelta(seconds=5))
     texts = _eventually(
         lambda: (m := _sms_to(stack, phone)) and len(m) >= 2 and m,
         "the booking SMS and the reminder",
     )
+    time.sleep(2)  # one reminder, not two
+    texts = _sms_to(stack, phone)
     assert len(texts) == 2, [m["text"] for m in texts]
+    kinds = sorted("reminder" if "Przypomnienie" in m["text"] else "booked" for m in texts)
+    assert kinds == ["booked", "reminder"], [m["text"] for m in texts]
+
+    # The next morning, a few minutes before the visit, Ewa arrives.
+    stack_clock.move_to(opens - timedelta(minutes=5))
+    now = stack_clock.now().astimezone(WARSAW)
 
     # 4. Staff check Ewa in and complete the visit; the record reaches P1.
     appointment = f"{base}/v1/appointments/{visit['appointment_id']}"
@@ -281,7 +318,8 @@ def _patient_phone(stack: dict[str, Any], pesel: str) -> str | None:
         else:
             os.environ["FIRESTORE_EMULATOR_HOST"] = previous
     key = pesel_key(
-        parse_pesel(pesel, datetime.now(WARSAW).date()), b"local-development-only-not-a-secret"
+        parse_pesel(pesel, clock.now().astimezone(WARSAW).date()),
+        b"local-development-only-not-a-secret",
     )
     snapshot = client.collection("patients").document(key).get()
     return (snapshot.to_dict() or {}).get("phone") if snapshot.exists else None

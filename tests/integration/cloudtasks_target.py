@@ -13,6 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Self
 
+from common import clock
+
 
 @dataclass(frozen=True)
 class Received:
@@ -50,7 +52,7 @@ class _Handler(BaseHTTPRequestHandler):
     state: _State  # injected per server via a subclass
 
     def _handle(self) -> None:
-        started = time.time()
+        started = clock.epoch_seconds()
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         with self.state.lock:
@@ -70,7 +72,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
             started_at=started,
-            finished_at=time.time(),
+            finished_at=clock.epoch_seconds(),
         )
         with self.state.changed:
             self.state.received.append(record)

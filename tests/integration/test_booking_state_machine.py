@@ -39,7 +39,7 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from common import wiring
+from common import clock, wiring
 from common.adapters.firestore_store import (
     ACTIVE_DOSES,
     APPOINTMENTS,
@@ -51,6 +51,7 @@ from common.config import Settings
 from common.domain.calendar import WARSAW, PointCalendar, SlotRef
 from common.domain.eligibility import load_cohort_rules
 from common.domain.errors import DomainError
+from common.domain.rulebook import RuleBook
 from common.domain.vaccines import load_catalogue, second_dose_window
 from common.services.booking import (
     Actor,
@@ -185,7 +186,7 @@ class BookingMachine(RuleBasedStateMachine):
         wiring.reset()
         self.db = firestore_client(self.project)
         day0 = today_warsaw() + timedelta(days=2)
-        self.model = Model(day0=day0, now=datetime.now(UTC))
+        self.model = Model(day0=day0, now=clock.now())
         for point in (POINT_A, POINT_B):
             add_point(
                 self.db,
@@ -198,7 +199,10 @@ class BookingMachine(RuleBasedStateMachine):
             )
         self.pesels = [add_patient(self.db, serial=i) for i in range(PATIENTS)]
         self.service = BookingService(
-            self.db, CATALOGUE, COHORTS, Settings.from_env().pesel_hash_key, publisher=None
+            self.db,
+            RuleBook.fixed(CATALOGUE, COHORTS),  # the model pins these rules
+            Settings.from_env().pesel_hash_key,
+            publisher=None,
         )
         self.keys = [self.service.patient_key(p, self.model.now) for p in self.pesels]
 

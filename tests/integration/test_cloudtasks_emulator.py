@@ -12,7 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from google.api_core import exceptions
 from google.cloud import tasks_v2
 from google.protobuf import field_mask_pb2
 
+from common import clock
 from common.adapters.cloud_tasks import make_tasks_client
 from emulator.cloudtasks import CloudTasksEmulator
 from emulator.cloudtasks.dispatcher import mint_oidc_token, next_backoff, retries_exhausted
@@ -299,7 +300,7 @@ def test_run_task_dispatches_now_even_if_paused_and_future(
 ) -> None:
     queue = make_queue(client)
     client.pause_queue(name=queue)
-    later = datetime.now(UTC) + timedelta(hours=1)
+    later = clock.now() + timedelta(hours=1)
     task = client.create_task(parent=queue, task=http_task(target.url("/run"), schedule_time=later))
     ran = client.run_task(name=task.name)
     assert ran.name == task.name
@@ -361,7 +362,7 @@ def test_future_schedule_time_is_respected(
     client: tasks_v2.CloudTasksClient, target: TargetServer
 ) -> None:
     queue = make_queue(client)
-    eta = datetime.now(UTC) + timedelta(seconds=0.8)
+    eta = clock.now() + timedelta(seconds=0.8)
     client.create_task(parent=queue, task=http_task(target.url("/later"), schedule_time=eta))
     (received,) = target.wait_for("/later", 1, timeout=5)
     assert received.started_at >= eta.timestamp() - 0.01
@@ -408,7 +409,9 @@ def test_failed_attempt_updates_task_counters(
     assert current.first_attempt.dispatch_time is not None
     assert current.last_attempt.response_status.code == 14  # UNAVAILABLE for HTTP 503
     assert current.last_attempt.response_time is not None
-    assert current.schedule_time.timestamp() > time.time() + 20  # rescheduled by min_backoff
+    assert (
+        current.schedule_time.timestamp() > clock.epoch_seconds() + 20
+    )  # rescheduled by min_backoff
     client.delete_task(name=task.name)
 
 

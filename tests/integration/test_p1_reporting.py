@@ -14,7 +14,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 import requests
@@ -22,7 +22,7 @@ from google.cloud import firestore, pubsub_v1
 from werkzeug.serving import make_server
 from werkzeug.test import Client
 
-from common import wiring
+from common import clock, wiring
 from common.declarations import load_declarations
 from common.domain.events import VaccinationCompleted
 from common.services import outbox
@@ -147,7 +147,7 @@ def _event(db, serial: int, product: str = "jcovden") -> VaccinationCompleted:
     pesel = add_patient(db, serial=serial)
     return VaccinationCompleted(
         event_id=uuid.uuid4().hex,
-        occurred_at=datetime.now(UTC),
+        occurred_at=clock.now(),
         appointment_id=uuid.uuid4().hex,
         patient_key=key_of(pesel),
         product=product,
@@ -155,7 +155,7 @@ def _event(db, serial: int, product: str = "jcovden") -> VaccinationCompleted:
         dose_number=1,
         dose_kind="primary",
         point_id="pt-00001",
-        given_on=date.today(),
+        given_on=clock.today_warsaw(),
     )
 
 
@@ -165,7 +165,7 @@ def _envelope(event: VaccinationCompleted, attempt: int = 1) -> dict:
             "data": base64.b64encode(json.dumps(event.envelope()).encode()).decode(),
             "attributes": {"event_type": event.event_type, "event_id": event.event_id},
             "messageId": f"{event.event_id}-{attempt}",
-            "publishTime": datetime.now(UTC).isoformat(),
+            "publishTime": clock.now().isoformat(),
         },
         "subscription": f"projects/x/subscriptions/{REPORTS}",
     }
@@ -196,7 +196,7 @@ def test_a_completion_whose_publish_died_is_reported_once_after_the_sweep(cloud,
     monkeypatch.setenv("P1_BASE_URL", cloud.p1.base_url)
     monkeypatch.setenv("P1_TOKEN", TOKEN)
     # After "restart": the scheduled relay_outbox sweep finds the event and publishes it.
-    later = datetime.now(UTC) + timedelta(minutes=2)
+    later = clock.now() + timedelta(minutes=2)
     assert outbox.sweep(world.db, wiring.publisher(), later)["published"] >= 1
     assert _wait_for(lambda: cloud.report(visit).get("status") == "reported")
     assert cloud.records(visit) == 1 and cloud.record_count() == 1

@@ -9,12 +9,12 @@ half-written.
 from __future__ import annotations
 
 import functools
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 import pytest
 import requests
 
-from common import wiring
+from common import clock, wiring
 from common.adapters.firestore_store import APPOINTMENTS, AVAILABILITY
 from common.adapters.sds_client import SdsClient, SdsDelivery
 from common.domain.calendar import SlotRef
@@ -111,7 +111,7 @@ def _caps(db) -> list[tuple[int, int]]:
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()
 
 
 def test_deliveries_open_capacity_up_to_the_template(world, sds):

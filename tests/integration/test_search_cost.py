@@ -20,7 +20,7 @@ from common.services.directory import (
     write_points,
 )
 from common.services.search import SearchQuery, SearchService
-from common.wiring import catalogue
+from common.wiring import rule_book
 from emulator.seed.points import generate_points
 from tests.support.stack import firestore_client
 
@@ -55,7 +55,7 @@ def test_reads_per_search_stay_flat_as_the_country_grows(project: str, points: i
     _seed(project, points, days)
     db = firestore_client(project)
     meter = DocumentMeter(db)
-    service = SearchService(db, catalogue())
+    service = SearchService(db, rule_book())
     query = SearchQuery(postcode="31-001", product="comirnaty", limit=5, radius_km=300)
 
     first = service.search(query, NOW)
@@ -78,7 +78,7 @@ def test_sparse_availability_is_bounded_by_the_scan_limit(project: str):
     """When the nearest points are full, a page reads at most 4 x limit documents."""
     _seed(project, 60, 0)  # points with empty calendars: nothing free anywhere
     db = firestore_client(project)
-    service = SearchService(db, catalogue())
+    service = SearchService(db, rule_book())
     service.search(SearchQuery(postcode="31-001", limit=5, radius_km=300), NOW)  # warm up
     meter = DocumentMeter(db)
     result = service.search(SearchQuery(postcode="31-001", limit=5, radius_km=300), NOW)

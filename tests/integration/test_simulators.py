@@ -22,6 +22,7 @@ import pytest
 import requests
 from flask import Flask, Response, request
 
+from common import clock
 from common.adapters.http_errors import (
     PeerAuthError,
     PeerConflictError,
@@ -132,7 +133,7 @@ def test_p1_pages_referrals_by_cursor_until_caught_up(p1: RunningServer) -> None
     assert pages == 3 and len(seen) == 25
     sequences = [r.sequence for r in seen]
     assert sequences == sorted(sequences) and len(set(sequences)) == 25
-    today = datetime.now(UTC).date()
+    today = clock.now().date()
     assert all(1950 <= parse_pesel(r.pesel, today).birth_date.year <= 1955 for r in seen)
     assert {(r.kind, r.status, (r.valid_to - r.valid_from).days) for r in seen} == {
         ("primary", "active", 90)

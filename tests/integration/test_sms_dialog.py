@@ -10,14 +10,14 @@ import json
 import logging
 import threading
 import uuid
-from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import requests
 
-from common import structured_log, wiring
+from common import clock, structured_log, wiring
 from common.adapters.firestore_store import APPOINTMENTS
 from common.adapters.sms_client import SmsInbound
 from common.services.sms_dialog import parse_command, postcode_of
@@ -52,7 +52,7 @@ def _sms(
             "message_id": message_id or f"IN-{uuid.uuid4().hex[:10]}",
             "from": phone,
             "text": text,
-            "received_at": datetime.now(UTC).isoformat(),
+            "received_at": clock.now().isoformat(),
         }
     ).encode()
     headers = {"Content-Type": "application/json"}
@@ -150,7 +150,7 @@ def test_concurrent_tak_and_duplicates_book_exactly_once(dialog: SmsWorld):
 def test_expired_offer_asks_to_start_again(dialog: SmsWorld):
     pesel = _patient_with_slots(dialog, serial=3)
     service = wiring.sms_dialog_service()
-    now = datetime.now(UTC)
+    now = clock.now()
 
     def inbound(text: str) -> SmsInbound:
         return SmsInbound.model_validate(

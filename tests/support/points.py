@@ -10,6 +10,7 @@ from typing import Any
 
 from google.cloud import firestore
 
+from common import clock
 from common.adapters.firestore_store import (
     ACTIVE_DOSES,
     APPOINTMENTS,
@@ -198,7 +199,7 @@ def seed_visit(
     key = key_of(pesel)
     ref = SlotRef(point, day, start, product)
     appointment_id = uuid.uuid4().hex
-    now = datetime.now(WARSAW)
+    now = clock.now().astimezone(WARSAW)
     appointment = Appointment(
         appointment_id=appointment_id,
         series_id=appointment_id,

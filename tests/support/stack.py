@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from google.cloud import firestore, pubsub_v1
 from werkzeug.test import Client
 
+from common import clock
 from common.adapters.firestore_store import PATIENTS, REFERRALS
 from common.config import Settings
 from common.declarations import load_declarations
@@ -72,7 +73,7 @@ def firestore_client(project_id: str) -> firestore.Client:
 
 
 def today_warsaw(now: datetime | None = None) -> date:
-    return (now or datetime.now(UTC)).astimezone(WARSAW).date()
+    return (now or clock.now()).astimezone(WARSAW).date()
 
 
 def add_point(

@@ -614,12 +614,20 @@ def test_naive_now_is_a_programming_error() -> None:
 
 
 def test_custom_booster_policy() -> None:
+    """A policy given as data replaces the default: 90 days instead of 150."""
     policy = BoosterPolicy(
         rules=(BoosterRule(booster_number=1, min_age=18, min_days_since_last_dose=90),)
     )
-    check_booking_eligibility(
-        **booking(**B1, visit_date=PRIMARY_DONE + D(90)), booster_policy=policy
-    )
+    day_90 = booking(**B1, visit_date=PRIMARY_DONE + D(90))
+    # The default policy (150 days) refuses day 90 ...
+    with pytest.raises(DoseIntervalError):
+        check_booking_eligibility(**day_90)
+    # ... the custom one allows it, and still refuses the day before its own limit.
+    check_booking_eligibility(**day_90, booster_policy=policy)
+    with pytest.raises(DoseIntervalError):
+        check_booking_eligibility(
+            **booking(**B1, visit_date=PRIMARY_DONE + D(89)), booster_policy=policy
+        )
 
 
 # --- second_dose_allowed -----------------------------------------------------------------------
