@@ -27,6 +27,9 @@ class Settings:
     pesel_hash_key: bytes = field(default=_LOCAL_ONLY_HASH_KEY.encode(), repr=False)
     public_base_url: str = "http://127.0.0.1:8000"
     functions_base_url: str = "http://127.0.0.1:8000/_functions"
+    # Where reminder tasks are sent: send_reminder's own URL in production (Terraform computes
+    # its deterministic Cloud Run URL); locally the gateway's /_functions/send_reminder.
+    send_reminder_url: str = "http://127.0.0.1:8000/_functions/send_reminder"
     # Notifications and the SMS booking dialog.
     tasks_location: str = "europe-central2"
     tasks_invoker_service_account: str | None = None
@@ -54,6 +57,7 @@ class Settings:
                 raise RuntimeError("PESEL_HASH_KEY must be set outside the local emulators")
             key = _LOCAL_ONLY_HASH_KEY
         public = env.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+        functions = env.get("FUNCTIONS_BASE_URL", f"{public}/_functions").rstrip("/")
         return cls(
             project_id=project_id,
             region=env.get("FUNCTION_REGION", "europe-central2"),
@@ -63,7 +67,8 @@ class Settings:
             auth_emulator_host=env.get("FIREBASE_AUTH_EMULATOR_HOST") or None,
             pesel_hash_key=key.encode(),
             public_base_url=public,
-            functions_base_url=env.get("FUNCTIONS_BASE_URL", f"{public}/_functions").rstrip("/"),
+            functions_base_url=functions,
+            send_reminder_url=env.get("SEND_REMINDER_URL") or f"{functions}/send_reminder",
             tasks_location=env.get("CLOUD_TASKS_LOCATION") or "europe-central2",
             tasks_invoker_service_account=env.get("TASKS_INVOKER_SERVICE_ACCOUNT") or None,
             sms_webhook_secret=env.get("SMS_WEBHOOK_SECRET") or None,

@@ -189,7 +189,7 @@ def reminder_scheduler():
         tasks_client(),
         s.project_id,
         s.tasks_location,
-        s.functions_base_url,
+        s.send_reminder_url,
         s.tasks_invoker_service_account,
     )
 

@@ -72,12 +72,12 @@ class ReminderScheduler:
         client: tasks_v2.CloudTasksClient,
         project_id: str,
         location: str,
-        functions_base_url: str,
+        target_url: str,
         invoker_service_account: str | None = None,
     ) -> None:
         self.client = client
         self.queue = client.queue_path(project_id, location, NOTIFICATIONS_QUEUE)
-        self.target = f"{functions_base_url.rstrip('/')}/send_reminder"
+        self.target = target_url
         self.invoker = invoker_service_account
 
     def task_name(self, appointment_id: str, starts_at: datetime) -> str:

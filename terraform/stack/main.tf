@@ -117,7 +117,12 @@ module "function" {
   secrets         = { for s in try(each.value.secrets, []) : s => module.secrets.ids[s] }
   environment = merge(
     try(each.value.env, {}),
-    contains(local.enqueuers, each.key) ? { TASKS_INVOKER_SERVICE_ACCOUNT = module.identities.emails["tasks"] } : {},
+    contains(local.enqueuers, each.key) ? {
+      TASKS_INVOKER_SERVICE_ACCOUNT = module.identities.emails["tasks"]
+      # The task target: send_reminder's deterministic Cloud Run URL (its module output cannot
+      # feed another instance of the same module call: that would be a cycle).
+      SEND_REMINDER_URL = "https://send-reminder-${module.project_services.project_number}.${var.region}.run.app"
+    } : {},
   )
   labels = { environment = var.environment }
   invokers = {

@@ -511,3 +511,20 @@ def test_function_zips_have_main_at_the_root_and_are_reproducible(tmp_path: Path
     assert archive.read("requirements.txt") == (ROOT / "requirements.lock").read_bytes()
     assert "common/declarations.yaml" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
+def test_enqueuers_are_told_where_their_tasks_go() -> None:
+    # ReminderScheduler targets SEND_REMINDER_URL; without it a deployed notify_patient would
+    # aim its reminder tasks at the local gateway's address. Every Cloud Tasks target gets its
+    # deterministic Cloud Run URL under <NAME>_URL.
+    from common.declarations import load_declarations
+
+    stack = (STACK / "main.tf").read_text(encoding="utf-8")
+    targets = [n for n, f in load_declarations().functions.items() if f.trigger == "tasks"]
+    assert targets
+    for name in targets:
+        url = (
+            f'{name.upper()}_URL = "https://{name.replace("_", "-")}-'
+            '${module.project_services.project_number}.${var.region}.run.app"'
+        )
+        assert url in stack, name
