@@ -2,9 +2,11 @@
 
 - `Stack` starts the official Firestore and Pub/Sub emulators on free ports (or reuses those of
   FIRESTORE_EMULATOR_HOST / PUBSUB_EMULATOR_HOST), and serves the real gateway (every function,
-  through functions-framework) over real HTTP on a free port, in this process.
-- `Stack.use_project()` points the functions at a fresh project id: an empty database, and an
-  exact DocumentMeter on the very client the functions use.
+  through functions-framework) over real HTTP on a free port, as the local stack serves it:
+  `python -m emulator.gateway`, gunicorn workers in a process of their own (emulator/serve.py).
+- `Stack.use_project()` points this process and the gateway (started again on it) at a fresh
+  project id: an empty database, and exact document counts on the clients that do the work
+  (this process's, and every gateway worker's through a shared file).
 - `run_closed_loop()` runs N workers, each issuing its next operation when the previous ends,
   for a duration or a number of operations, with a live progress line.
 """
@@ -15,6 +17,7 @@ import http.client
 import json
 import os
 import random
+import sys
 import tempfile
 import threading
 import time
@@ -33,19 +36,22 @@ from emulator.processes import (
     ManagedProcess,
     firestore_emulator,
     free_port,
+    http_ok,
     pubsub_emulator,
     require_tools,
 )
+from emulator.serve import SharedDocumentCounts
 
 HOST = "127.0.0.1"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Stack:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.processes: list[ManagedProcess] = []
-        self.server = None
-        self.server_thread: threading.Thread | None = None
+        self.gateway: ManagedProcess | None = None
+        self.gateway_counts: SharedDocumentCounts | None = None
         self.base_port = 0
         self.reused: dict[str, bool] = {}
         self.logs = Path(tempfile.mkdtemp(prefix="bench-logs-"))
@@ -87,32 +93,55 @@ class Stack:
         self._serve_gateway()
 
     def _serve_gateway(self) -> None:
-        import logging
-
-        from werkzeug.serving import make_server
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
-
-        from emulator.gateway import build_gateway
-
-        self.use_project(f"bench-boot-{uuid.uuid4().hex[:8]}")
-        app = build_gateway()
         self.base_port = free_port(HOST)
-        self.server = make_server(HOST, self.base_port, app, threaded=True)
-        self.server_thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.server_thread.start()
-        self.progress.done(f"gateway (every function) on http://{HOST}:{self.base_port}")
+        self.use_project(f"bench-boot-{uuid.uuid4().hex[:8]}")
+        self.progress.done(
+            f"gateway (every function, gunicorn workers) on http://{HOST}:{self.base_port}"
+        )
+
+    def _start_gateway(self, project_id: str) -> None:
+        """`python -m emulator.gateway` on `project_id` (its workers read the project when
+        they start), on the same port every time; its workers count the documents they read
+        and write into a file of this project's, which `Meter` adds to this process's."""
+        self._stop_gateway()
+        self.gateway_counts = SharedDocumentCounts.create(self.logs / f"documents-{project_id}")
+        port = self.base_port
+        self.gateway = ManagedProcess(
+            name="gateway",
+            argv=[
+                sys.executable,
+                "-m",
+                "emulator.gateway",
+                "--host",
+                HOST,
+                "--port",
+                str(port),
+                "--meter",
+                str(self.gateway_counts.path),
+            ],
+            ready=lambda: http_ok(f"http://{HOST}:{port}/healthz"),
+            log_path=self.logs / f"gateway-{project_id}.log",
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            cwd=ROOT,
+        )
+        self.progress.update(f"starting the gateway on {project_id} ...", force=True)
+        self.gateway.start()
+        self.gateway.wait_ready(90)
+
+    def _stop_gateway(self) -> None:
+        if self.gateway is not None:
+            self.gateway.stop(grace_s=10.0)
+            self.gateway = None
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+        self._stop_gateway()
         for process in reversed(self.processes):
             process.stop(grace_s=3.0)
 
     # -- projects --------------------------------------------------------------------------
     def use_project(self, project_id: str, *, topics: bool = False) -> Meter:
-        """Point the in-process functions at `project_id`; returns a meter on their client."""
+        """Point this process's clients and the gateway (served again) at `project_id`;
+        returns a meter of the documents both read and write."""
         from common import wiring
 
         os.environ["GOOGLE_CLOUD_PROJECT"] = project_id
@@ -121,7 +150,8 @@ class Stack:
             from tests.support.stack import provision_topics
 
             provision_topics(project_id)
-        return Meter(wiring.firestore_client())
+        self._start_gateway(project_id)
+        return Meter(wiring.firestore_client(), self.gateway_counts)
 
 
 @dataclass(frozen=True)
@@ -136,6 +166,9 @@ class Snapshot:
     def __sub__(self, other: Snapshot) -> Snapshot:
         return Snapshot(*(a - b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
+    def __add__(self, other: Snapshot) -> Snapshot:
+        return Snapshot(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
     @property
     def billed_reads(self) -> int:
         return self.reads + self.empty_queries
@@ -146,14 +179,21 @@ class Snapshot:
 
 
 class Meter:
-    """The shared exact DocumentMeter, as a Snapshot the reports know."""
+    """Exact document counts as a Snapshot the reports know: the shared DocumentMeter on this
+    process's client (seeding, the service layer) plus the gateway workers' (every HTTP
+    request), which they add up in a shared file."""
 
-    def __init__(self, client) -> None:
+    def __init__(self, client, gateway: SharedDocumentCounts | None = None) -> None:
         self.documents = DocumentMeter(client)
+        self.gateway = gateway
 
     def counts(self) -> Snapshot:
         d = self.documents.counts()
-        return Snapshot(d.reads, d.writes, d.queries, d.commits, d.empty_queries, d.deletes)
+        total = Snapshot(d.reads, d.writes, d.queries, d.commits, d.empty_queries, d.deletes)
+        if self.gateway is None:
+            return total
+        g = self.gateway.counts()
+        return total + Snapshot(g.reads, g.writes, g.queries, g.commits, g.empty_queries, g.deletes)
 
 
 def new_project(scenario: str) -> str:

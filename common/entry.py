@@ -82,7 +82,8 @@ def _is_guardian_of(own_pesel: str, child_pesel: str) -> bool:
     except InvalidPeselError:
         return False
     today = now.astimezone(WARSAW).date()
-    return may_act_for(service.db, service.patient_key(own_pesel, now), child_key, today)
+    own_key = service.patient_key(own_pesel, now)
+    return may_act_for(wiring.firestore_client(), own_key, child_key, today)
 
 
 def own_patient_key(principal: Principal) -> str | None:

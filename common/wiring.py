@@ -48,10 +48,40 @@ def rule_book() -> RuleBook:
 
 
 @functools.cache
+def units():
+    """Every write path commits through a unit of work run by this (one retry policy)."""
+    from common.services.unit_of_work import FirestoreUnitsOfWork
+
+    return FirestoreUnitsOfWork(firestore_client(), publisher())
+
+
+@functools.cache
+def calendar_cache():
+    from common.services.availability import CalendarCache
+
+    return CalendarCache(firestore_client())
+
+
+@functools.cache
+def availability_folder():
+    from common.services.availability import AvailabilityFolder
+
+    return AvailabilityFolder(firestore_client())
+
+
+@functools.cache
 def booking_service():
     from common.services.booking import BookingService
 
-    return BookingService(firestore_client(), rule_book(), settings().pesel_hash_key, publisher())
+    return BookingService(
+        units(),
+        calendar_cache(),
+        rule_book(),
+        settings().pesel_hash_key,
+        # The nearest free slots for one who finds a slot full, from search's in-memory view
+        # (loaded on the first refusal of an instance, then refreshed with what changed).
+        alternatives=lambda ref, now: search_service().alternatives(ref, now),
+    )
 
 
 @functools.cache
@@ -72,7 +102,13 @@ def idempotency():
 def staff_calendar_service():
     from common.services.staff_calendar import StaffCalendarService
 
-    return StaffCalendarService(firestore_client(), rule_book(), search_service(), publisher())
+    return StaffCalendarService(
+        firestore_client(),
+        rule_book(),
+        search_service(),
+        publisher(),
+        calendars=calendar_cache(),
+    )
 
 
 @functools.cache
@@ -241,6 +277,9 @@ def reset() -> None:
     for cached in (
         settings,
         process_clock,
+        units,
+        calendar_cache,
+        availability_folder,
         firestore_client,
         publisher,
         rule_book,

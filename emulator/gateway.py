@@ -6,13 +6,16 @@ gateway reads the same document and serves every function in-process through
 functions-framework's own `create_app`, so a client sees the same API it will see in
 production. Functions that are not public (Pub/Sub push targets, scheduled jobs) are reachable
 under `/_functions/<name>`, the way push subscriptions and Cloud Scheduler reach them.
+
+`python -m emulator.gateway --host H --port P [--dev-tokens FILE] [--workers N]` serves it as
+instances serve functions in production: gunicorn `gthread` workers, each building the gateway
+after the fork (emulator/serve.py says which settings and why). Tests call `build_gateway()`
+in-process.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import re
 import sys
 from collections.abc import Callable, Iterable
@@ -22,7 +25,6 @@ from typing import Any
 
 import functions_framework
 import yaml
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,26 +193,9 @@ def build_gateway(dev_tokens: dict[str, Any] | None = None) -> Gateway:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Serve every function behind one base URL.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GATEWAY_PORT", "8000")))
-    parser.add_argument("--dev-tokens", type=Path, help="JSON file of demo users' tokens")
-    args = parser.parse_args(argv)
-    tokens = json.loads(args.dev_tokens.read_text()) if args.dev_tokens else None
-    gateway = build_gateway(tokens)
-    try:
-        server = make_server(args.host, args.port, gateway, threaded=True)
-    except OSError as err:
-        print(f"gateway: cannot listen on {args.host}:{args.port}: {err.strerror}", file=sys.stderr)
-        return 2
-    print(f"Gateway listening on http://{args.host}:{args.port}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    from emulator.serve import main as serve_main
+
+    return serve_main(argv)
 
 
 if __name__ == "__main__":

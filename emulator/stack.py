@@ -93,6 +93,13 @@ def parse_args(argv: list[str] | None) -> StackConfig:
     parser.add_argument("--pubsub-port", type=int, default=int(env.get("PUBSUB_PORT", 8085)))
     parser.add_argument("--tasks-port", type=int, default=int(env.get("TASKS_PORT", 8123)))
     parser.add_argument("--gateway-port", type=int, default=int(env.get("GATEWAY_PORT", 8000)))
+    parser.add_argument(
+        "--gateway-workers",
+        type=int,
+        default=None,
+        help="the gateway's worker processes (also GATEWAY_WORKERS; default: the CPUs, 2 to "
+        "8; emulator/serve.py)",
+    )
     parser.add_argument("--p1-port", type=int, default=int(env.get("P1_PORT", 8301)))
     parser.add_argument("--sds-port", type=int, default=int(env.get("SDS_PORT", 8302)))
     parser.add_argument("--sms-port", type=int, default=int(env.get("SMS_PORT", 8303)))
@@ -118,6 +125,10 @@ def parse_args(argv: list[str] | None) -> StackConfig:
         "re-reads: write it (python -m emulator.clock) to move the whole stack's time",
     )
     args = parser.parse_args(argv)
+    if args.gateway_workers is not None:
+        if args.gateway_workers < 1:
+            parser.error("--gateway-workers must be at least 1")
+        env["GATEWAY_WORKERS"] = str(args.gateway_workers)  # the gateway inherits it
     if args.clock_file:
         env[clock.FILE_VARIABLE] = str(args.clock_file.resolve())
     if args.clock_at:

@@ -3,14 +3,21 @@
 Wraps one client's GAPIC methods: every document in a BatchGetDocuments or RunQuery response
 is a read (a missing document in a get is billed as a read too), every write in a Commit or
 BatchWrite request is a write (deletes are also counted on their own: they are priced apart),
-and a query that returns nothing is counted as an empty query (billed one read). Used by the
-tests and the benchmarks, so that "documents read per search" and "documents written per
-booking" are counted, never guessed.
+and a query that returns nothing is counted as an empty query (billed one read); an
+aggregation (a count) is billed one read per 1,000 index entries it counts, which for our counts
+(one slot's seats) is one. Used by the tests and the benchmarks, so that "documents read per
+search" and "documents written per booking" are counted, never guessed.
+
+With `track_documents=True` it also keeps when each document was written, so that a benchmark
+can name the hottest document and its highest write rate over any 10 seconds (production
+Firestore sustains about one write a second per document).
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
@@ -26,6 +33,7 @@ class DocumentCounts:
     commits: int = 0
     empty_queries: int = 0
     deletes: int = 0
+    aggregations: int = 0
 
     def __sub__(self, other: DocumentCounts) -> DocumentCounts:
         return DocumentCounts(
@@ -35,22 +43,63 @@ class DocumentCounts:
     @property
     def billed_reads(self) -> int:
         """Firestore bills at least one read per query, even one that finds nothing."""
-        return self.reads + self.empty_queries
+        return self.reads + self.empty_queries + self.aggregations
 
     @property
     def billed_writes(self) -> int:
         return self.writes - self.deletes
 
 
+@dataclass(frozen=True)
+class HotDocument:
+    """The document written most often in some window: its name and writes per second."""
+
+    name: str
+    writes: int
+    window_s: float
+
+    @property
+    def per_second(self) -> float:
+        return self.writes / self.window_s
+
+
 class DocumentMeter:
-    def __init__(self, client: firestore.Client) -> None:
+    def __init__(self, client: firestore.Client, *, track_documents: bool = False) -> None:
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {f.name: 0 for f in fields(DocumentCounts)}
+        self._track = track_documents
+        self._written: dict[str, list[float]] = {}
         api = client._firestore_api
         api.batch_get_documents = self._count_stream(api.batch_get_documents, query=False)
         api.run_query = self._count_stream(api.run_query, query=True)
+        api.run_aggregation_query = self._count_aggregation(api.run_aggregation_query)
         api.commit = self._count_writes(api.commit)
         api.batch_write = self._count_writes(api.batch_write)
+
+    def hottest(self, window_s: float = 10.0) -> HotDocument | None:
+        """The document with the most writes inside any `window_s` seconds, and that count."""
+        best: HotDocument | None = None
+        with self._lock:
+            series = {name: list(times) for name, times in self._written.items()}
+        for name, times in series.items():
+            times.sort()
+            window: deque[float] = deque()
+            peak = 0
+            for moment in times:
+                window.append(moment)
+                while window[0] < moment - window_s:
+                    window.popleft()
+                peak = max(peak, len(window))
+            if best is None or peak > best.writes:
+                best = HotDocument(name.split("/documents/", 1)[-1], peak, window_s)
+        return best
+
+    def _count_aggregation(self, method: Callable[..., Any]):
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            self._add(aggregations=1)
+            return method(*args, **kwargs)
+
+        return wrapped
 
     def counts(self) -> DocumentCounts:
         with self._lock:
@@ -76,9 +125,25 @@ class DocumentMeter:
             deletes = sum(1 for w in writes if _is_delete(w))
             response = method(*args, **kwargs)
             self._add(writes=len(writes), deletes=deletes, commits=1)
+            if self._track:
+                moment = time.monotonic()
+                with self._lock:
+                    for write in writes:
+                        self._written.setdefault(_document_name(write), []).append(moment)
             return response
 
         return wrapped
+
+
+def _document_name(write: Any) -> str:
+    if isinstance(write, dict):
+        update = write.get("update") or {}
+        return str(write.get("delete") or update.get("name") or write.get("transform", {}))
+    return str(
+        getattr(write, "delete", "")
+        or getattr(getattr(write, "update", None), "name", "")
+        or getattr(getattr(write, "transform", None), "document", "")
+    )
 
 
 def _is_delete(write: Any) -> bool:

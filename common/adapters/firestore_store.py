@@ -111,3 +111,6 @@ def slot_part_field(day_key: str, slot_key: str, part: str) -> str:
 NOTIFICATIONS = "notifications"
 SMS_DIALOGS = "sms_dialogs"
 SMS_INBOUND = "sms_inbound"
+
+# Added with the crowd-proof booking path (common/services/availability.py).
+AVAILABILITY_DELTAS = "availability_deltas"

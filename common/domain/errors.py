@@ -218,6 +218,13 @@ class DependencyUnavailableError(DomainError):
             self.retry_after_s = retry_after_s
 
 
+class OverloadedError(DependencyUnavailableError):
+    """Too many requests at once for this right now; please retry shortly with the same key."""
+
+    code = "overloaded"
+    retry_after_s = 1
+
+
 class PatientMismatchError(DomainError):
     """The PESEL given does not match the appointment's patient."""
 

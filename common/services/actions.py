@@ -22,6 +22,7 @@ from common.domain.calendar import SlotRef
 from common.domain.errors import InvalidPeselError
 from common.domain.pesel import Pesel, parse_pesel
 from common.services import audit
+from common.services.availability import changed
 
 
 class _Actor(Protocol):
@@ -74,7 +75,7 @@ def write_free_increments(
         updates.setdefault(point_id, {}).update(fields)
     for point_id, fields in updates.items():
         if fields:
-            batch.update(client.collection(AVAILABILITY).document(point_id), fields)
+            batch.update(client.collection(AVAILABILITY).document(point_id), changed(fields))
 
 
 def patients_by_key(

@@ -5,16 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from google.cloud import firestore
+
 from common.domain.visits import local_day, patient_summary
 from common.services.actions import patients_by_key
 from common.services.booking import BookingService
 from common.services.guardians import children_of
 
 
-def dependents_of(booking: BookingService, guardian_key: str, now: datetime) -> dict[str, Any]:
+def dependents_of(
+    client: firestore.Client, booking: BookingService, guardian_key: str, now: datetime
+) -> dict[str, Any]:
     today = local_day(now)
-    keys = children_of(booking.db, guardian_key, today)
-    people = patients_by_key(booking.db, keys, today)
+    keys = children_of(client, guardian_key, today)
+    people = patients_by_key(client, keys, today)
     return {
         "dependents": [
             {

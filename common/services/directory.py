@@ -15,6 +15,7 @@ from google.cloud import firestore
 
 from common.adapters.firestore_store import AVAILABILITY, POINT_DIRECTORY, POINTS, RPC
 from common.domain.calendar import SlotRef, day_key, slot_entry
+from common.services.availability import changed
 
 DIRECTORY_CHUNK = 2000
 DIRECTORY_FIELDS = (
@@ -96,5 +97,7 @@ def write_calendars(client: firestore.Client, calendars: Sequence[dict[str, Any]
     for start in range(0, len(calendars), 100):
         batch = client.batch()
         for document in calendars[start : start + 100]:
-            batch.set(client.collection(AVAILABILITY).document(document["point_id"]), document)
+            batch.set(
+                client.collection(AVAILABILITY).document(document["point_id"]), changed(document)
+            )
         batch.commit(**RPC)

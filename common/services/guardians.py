@@ -32,7 +32,7 @@ def guardian_document(guardian_key: str, child_key: str, child_birth_date: date)
     }
 
 
-def _minor(data: dict[str, Any] | None, today: date) -> bool:
+def is_minor_record(data: dict[str, Any] | None, today: date) -> bool:
     if not data:
         return False
     try:
@@ -48,7 +48,7 @@ def may_act_for(client: firestore.Client, guardian_key: str, child_key: str, tod
     snapshot = (
         client.collection(GUARDIANS).document(guardian_doc_id(guardian_key, child_key)).get(**RPC)
     )
-    return snapshot.exists and _minor(snapshot.to_dict(), today)
+    return snapshot.exists and is_minor_record(snapshot.to_dict(), today)
 
 
 def children_of(client: firestore.Client, guardian_key: str, today: date) -> list[str]:
@@ -57,5 +57,5 @@ def children_of(client: firestore.Client, guardian_key: str, today: date) -> lis
         filter=firestore.FieldFilter("guardian_key", "==", guardian_key)
     )
     return sorted(
-        s.to_dict()["child_key"] for s in query.stream(**RPC) if _minor(s.to_dict(), today)
+        s.to_dict()["child_key"] for s in query.stream(**RPC) if is_minor_record(s.to_dict(), today)
     )

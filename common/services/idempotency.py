@@ -1,24 +1,29 @@
-"""Idempotency keys, scoped to the caller, with the response stored in the same commit.
+"""Idempotency keys, scoped to the caller, stored in the same commit as the change.
 
-A write request carries an `Idempotency-Key`. The first request with a key creates an
-IN_PROGRESS record (a create() precondition, so exactly one request wins); the service's own
-commit flips it to COMPLETED with the response, atomically with the booking itself, so a
-booking can never exist without its stored response or the other way round. A repeat with
-the same body replays the stored response; with another body it is refused (422). A request
-refused by a domain rule deletes its record, so that the caller may try again with the key.
+A write request carries an `Idempotency-Key`. Nothing is written before the work is done: the
+request looks the key up (one read) and replays a stored answer if there is one; otherwise the
+service does its work, and its own commit `create()`s the key's record with the answer, in the
+same batch as the booking (or cancellation, or visit) itself. So a change can never exist
+without its stored answer, nor the other way round, and a refused request (a full slot, a
+patient not eligible) writes nothing at all: losing is cheap, and the same key may be tried
+again later.
+
+Two requests with the same key at the same moment both do the work, and both try to commit;
+the record's `create()` precondition lets exactly one commit land, all or nothing, and the other
+finds the record there (`IdempotentReplay`) and answers with the winner's stored response, the
+same body for both. A different body under a key already used is refused (422). A commit whose
+answer was lost (a timeout) is found by the client's retry and replayed, not done twice.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from common.adapters.firestore_store import IDEMPOTENCY, RPC
@@ -28,9 +33,6 @@ from common.domain.errors import (
     ValidationFailedError,
 )
 
-# An IN_PROGRESS record older than this belongs to a request that died: it may be taken over.
-ABANDONED_AFTER = timedelta(seconds=30)
-WAIT_FOR_CONCURRENT_S = 10.0
 RECORD_TTL = timedelta(hours=24)
 MAX_KEY_LENGTH = 200
 
@@ -41,21 +43,46 @@ class StoredResponse:
     body: dict[str, Any]
 
 
+class _Reader(Protocol):
+    def get(self, collection: str, doc_id: str) -> Any: ...
+
+
+class IdempotentReplay(Exception):
+    """An earlier request with the same Idempotency-Key committed first: replay its answer."""
+
+    def __init__(self, stored: dict[str, Any]) -> None:
+        super().__init__("the idempotency record exists")
+        self.stored = stored
+
+
 @dataclass(frozen=True)
 class IdempotencyScope:
-    """Handed to a service so that it writes COMPLETED in its own commit."""
+    """Handed to a service so that its own commit stores the answer under the key."""
 
-    ref: firestore.DocumentReference
+    doc_id: str
+    fingerprint: str
+    created_at: datetime
+    # The record's reference, for services that still write their own batch (see complete()).
+    ref: Any = None
 
-    def complete(self, batch: firestore.WriteBatch, response: StoredResponse) -> None:
-        batch.update(
-            self.ref,
-            {
-                "status": "COMPLETED",
-                "response_status": response.status,
-                "response_body": json.dumps(response.body, ensure_ascii=False, default=str),
-            },
-        )
+    def record(self, response: StoredResponse) -> dict[str, Any]:
+        return {
+            "status": "COMPLETED",
+            "fingerprint": self.fingerprint,
+            "response_status": response.status,
+            "response_body": json.dumps(response.body, ensure_ascii=False, default=str),
+            "created_at": self.created_at,
+            "expires_at": self.created_at + RECORD_TTL,
+        }
+
+    def complete(self, batch: Any, response: StoredResponse) -> None:
+        """Store the answer in a batch the service commits itself (a create: one request wins)."""
+        batch.create(self.ref, self.record(response))
+
+    def stored(self, reader: _Reader) -> dict[str, Any] | None:
+        """The key's record if a request with it has committed (read after a conflict)."""
+        found = reader.get(IDEMPOTENCY, self.doc_id)
+        return found.data if found is not None else None
 
 
 def request_fingerprint(operation: str, payload: dict[str, Any]) -> str:
@@ -78,10 +105,19 @@ def validate_key(key: str | None) -> str:
     return key.strip()
 
 
+def replay(stored: dict[str, Any], fingerprint: str) -> StoredResponse:
+    """The stored answer, for the same request only."""
+    if stored.get("fingerprint") != fingerprint:
+        raise IdempotencyKeyMismatchError()
+    if stored.get("status") != "COMPLETED":
+        # Only records of an older protocol (a request that died half-way) look like this.
+        raise RequestInProgressError()
+    return StoredResponse(stored["response_status"], json.loads(stored["response_body"]))
+
+
 class Idempotency:
-    def __init__(self, client: firestore.Client, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, client: firestore.Client) -> None:
         self._client = client
-        self._sleep = sleep
 
     def run(
         self,
@@ -92,69 +128,12 @@ class Idempotency:
         now: datetime,
         action: Callable[[IdempotencyScope], StoredResponse],
     ) -> StoredResponse:
-        ref = self._client.collection(IDEMPOTENCY).document(record_id(caller_uid, key))
-        replay = self._begin(ref, fingerprint, now)
-        if replay is not None:
-            return replay
+        doc_id = record_id(caller_uid, key)
+        ref = self._client.collection(IDEMPOTENCY).document(doc_id)
+        snapshot = ref.get(**RPC)
+        if snapshot.exists:
+            return replay(snapshot.to_dict(), fingerprint)
         try:
-            return action(IdempotencyScope(ref))
-        except BaseException:
-            self._abandon(ref)
-            raise
-
-    def _begin(
-        self, ref: firestore.DocumentReference, fingerprint: str, now: datetime
-    ) -> StoredResponse | None:
-        record = {
-            "status": "IN_PROGRESS",
-            "fingerprint": fingerprint,
-            "created_at": now,
-            "expires_at": now + RECORD_TTL,
-        }
-        deadline = time.monotonic() + WAIT_FOR_CONCURRENT_S
-        while True:
-            try:
-                ref.create(record, **RPC)
-                return None
-            except gexc.Conflict:
-                pass
-            snapshot = ref.get(**RPC)
-            if not snapshot.exists:
-                continue  # the other request was refused and let go of the key: try again
-            stored = snapshot.to_dict()
-            if stored["fingerprint"] != fingerprint:
-                raise IdempotencyKeyMismatchError()
-            if stored["status"] == "COMPLETED":
-                return StoredResponse(
-                    stored["response_status"], json.loads(stored["response_body"])
-                )
-            if stored["created_at"] < now - ABANDONED_AFTER:
-                try:
-                    ref.update(
-                        record,
-                        option=self._client.write_option(last_update_time=snapshot.update_time),
-                        **RPC,
-                    )
-                    return None
-                except (gexc.FailedPrecondition, gexc.NotFound):
-                    continue
-            if time.monotonic() > deadline:
-                raise RequestInProgressError()
-            self._sleep(0.1)
-
-    def _abandon(self, ref: firestore.DocumentReference) -> None:
-        """Let go of the key, unless the action's commit landed (its response may be lost).
-
-        A commit whose answer never arrived (a timeout, an outage) may still have written
-        COMPLETED; deleting the record then would turn the client's retry into a fresh
-        attempt ("already booked") instead of the replay it is owed.
-        """
-        try:
-            snapshot = ref.get(**RPC)
-            if snapshot.exists and snapshot.get("status") == "IN_PROGRESS":
-                ref.delete(
-                    option=self._client.write_option(last_update_time=snapshot.update_time),
-                    **RPC,
-                )
-        except gexc.GoogleAPICallError:
-            pass  # it is taken over as abandoned after ABANDONED_AFTER anyway
+            return action(IdempotencyScope(doc_id, fingerprint, now, ref))
+        except IdempotentReplay as earlier:
+            return replay(earlier.stored, fingerprint)

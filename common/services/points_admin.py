@@ -20,6 +20,7 @@ from common.domain.calendar import is_point_id
 from common.domain.errors import ForbiddenError, PointNotFoundError
 from common.domain.rulebook import RuleBook
 from common.services.actions import audit_action
+from common.services.availability import changed
 from common.services.directory import rebuild_directory
 from common.services.idempotency import IdempotencyScope, StoredResponse
 
@@ -95,7 +96,7 @@ class PointsAdminService:
         batch.commit(**RPC)
         try:
             self.db.collection(AVAILABILITY).document(point_id).create(
-                {"point_id": point_id, "days": {}}, **RPC
+                changed({"point_id": point_id, "days": {}}), **RPC
             )
         except gexc.Conflict:
             pass  # the point keeps its calendar

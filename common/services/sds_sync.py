@@ -48,6 +48,7 @@ from common.domain.calendar import SlotRef, parse_day_key
 from common.domain.errors import DependencyUnavailableError, DomainError
 from common.domain.supply import SupplySlot, allocate, iso_week, week_days
 from common.domain.visits import local_day
+from common.services.availability import AvailabilityFolder, changed
 from common.services.booking import Actor
 from common.services.sync_cursor import SYNC_STATE, cursor_behind, load_cursor, write_cursor
 
@@ -112,9 +113,13 @@ class SdsSync:
         self.max_pages = max_pages
         self.max_reconcile = max_reconcile
         self.demand_sweep = demand_sweep
+        self.folder = AvailabilityFolder(client)
 
     # -- the run ----------------------------------------------------------------------------
     def run(self, now: datetime) -> dict[str, Any]:
+        # Booked = capacity - free: the free counts must include the bookings still waiting
+        # for the folder (a few seconds' worth) before supply and demand are judged on them.
+        self.folder.fold_all()
         summary: dict[str, Any] = {
             "pages": 0,
             "deliveries": 0,
@@ -369,7 +374,7 @@ class SdsSync:
                 )
             batch.update(
                 self.db.collection(AVAILABILITY).document(ref.point_id),
-                {free_seats_field(ref.day_key, ref.slot_key): firestore.Increment(-moved)},
+                changed({free_seats_field(ref.day_key, ref.slot_key): firestore.Increment(-moved)}),
             )
             try:
                 batch.commit(**RPC)

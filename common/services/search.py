@@ -1,20 +1,22 @@
-"""Slot search: nearest points first, with their earliest free slots.
+"""Slot search: nearest points first, with their earliest free slots, answered from memory.
 
-Cost is what matters at 950 searches a second, so the reads per search do not depend on how
-many points or slots the country has:
+Cost is what matters at 950 searches a second, so a warm instance reads nothing per search:
 - the point directory (id, place, coordinates, products) is a handful of chunk documents,
   cached in the instance for a minute: points change a few times a day, and a point that is
   a minute stale only changes the order of results, never a booking;
-- for the points it shows, search reads each point's one availability document (every slot
-  of the horizon with its free seats), in one BatchGetDocuments per page.
-So a page of 5 costs 5 reads when the nearest points have free seats, and at most
-MAX_SCAN_FACTOR x limit reads when they do not; the cursor then carries on from there.
+- every point's calendar (every slot of the horizon with its free seats) is held in memory
+  by `AvailabilityView` (common/services/availability.py), refreshed at most once a second
+  with the documents that changed since; its free counts lag bookings by a few seconds,
+  which only orders and filters offers: a booking always decides on the seats themselves.
+A page looks at up to MAX_SCAN_FACTOR x limit points (`points_scanned`) to find `limit` with
+free seats; the cursor then carries on from there.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -24,13 +26,12 @@ from typing import Any
 from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from common.adapters.firestore_store import AVAILABILITY, POINT_DIRECTORY, RPC, read_only_data
+from common.adapters.firestore_store import AVAILABILITY, POINT_DIRECTORY, RPC
 from common.domain.calendar import (
     WARSAW,
     PointCalendar,
     SlotAvailability,
-    day_key,
-    days_between,
+    SlotRef,
     is_point_id,
 )
 from common.domain.errors import NotFoundError, ValidationFailedError
@@ -42,6 +43,7 @@ from common.geo import (
     load_postcode_directory,
     normalize_postcode,
 )
+from common.services.availability import AvailabilityView
 
 DIRECTORY_TTL_S = 60.0
 MAX_SCAN_FACTOR = 4
@@ -49,6 +51,9 @@ MAX_RANGE_DAYS = 60
 # Nobody books a vaccination years ahead; the cap also keeps date arithmetic far from year 9999.
 MAX_DAYS_AHEAD = 366
 SLOTS_PER_POINT = 3
+GRID_DEG = 0.25
+ALTERNATIVES = 3
+ALTERNATIVES_TTL_S = 1.0
 
 
 class SearchQuery(BaseModel):
@@ -120,6 +125,10 @@ def _date_range(date_from: date | None, date_to: date | None, now: datetime) -> 
     return start, end
 
 
+def _cell(lat: float, lon: float) -> tuple[int, int]:
+    return math.floor(lat / GRID_DEG), math.floor(lon / GRID_DEG)
+
+
 class PointDirectory:
     """The instance's cached copy of point_directory/*, refreshed at most once a minute."""
 
@@ -127,6 +136,10 @@ class PointDirectory:
         self._client = client
         self._ttl_s = ttl_s
         self._entries: list[DirectoryEntry] = []
+        self._by_id: dict[str, DirectoryEntry] = {}
+        # Points by grid cell of GRID_DEG degrees: a search looks at the cells its radius
+        # covers (a few hundred points), not at the whole country.
+        self._grid: dict[tuple[int, int], list[DirectoryEntry]] = {}
         self._loaded_at = float("-inf")
         self._lock = threading.Lock()
         self.loads = 0
@@ -135,9 +148,31 @@ class PointDirectory:
         with self._lock:
             if time.monotonic() - self._loaded_at > self._ttl_s:
                 self._entries = self._load()
+                self._by_id = {e.point_id: e for e in self._entries}
+                grid: dict[tuple[int, int], list[DirectoryEntry]] = {}
+                for e in self._entries:
+                    grid.setdefault(_cell(e.location.lat, e.location.lon), []).append(e)
+                self._grid = grid
                 self._loaded_at = time.monotonic()
                 self.loads += 1
             return self._entries
+
+    def entry(self, point_id: str) -> DirectoryEntry | None:
+        self.entries()
+        return self._by_id.get(point_id)
+
+    def within(
+        self, min_lat: float, min_lon: float, max_lat: float, max_lon: float
+    ) -> list[DirectoryEntry]:
+        """The points of the grid cells that overlap the box (a superset of those in it)."""
+        self.entries()
+        grid = self._grid
+        (lat0, lon0), (lat1, lon1) = _cell(min_lat, min_lon), _cell(max_lat, max_lon)
+        found: list[DirectoryEntry] = []
+        for lat_cell in range(lat0, lat1 + 1):
+            for lon_cell in range(lon0, lon1 + 1):
+                found.extend(grid.get((lat_cell, lon_cell), ()))
+        return found
 
     def invalidate(self) -> None:
         with self._lock:
@@ -174,10 +209,15 @@ class PointSlotsQuery(BaseModel):
 
 
 class SearchService:
-    def __init__(self, client: firestore.Client, rule_book: RuleBook) -> None:
+    def __init__(
+        self, client: firestore.Client, rule_book: RuleBook, view: AvailabilityView | None = None
+    ) -> None:
         self.db = client
         self.rule_book = rule_book  # which products exist: the rules in force at `now`
         self.directory = PointDirectory(client)
+        # Every point's calendar in memory, refreshed with what changed (availability.py).
+        self.view = view or AvailabilityView(client)
+        self._alternatives: dict[str, tuple[float, list[dict[str, Any]]]] = {}
 
     def _center(self, query: SearchQuery) -> GeoPoint:
         if query.lat is not None and query.lon is not None:
@@ -202,13 +242,10 @@ class SearchService:
         scanned = 0
         max_scan = query.limit * MAX_SCAN_FACTOR
         position = offset
-        # A field mask: only the searched days of each calendar travel and get decoded.
-        day_fields = [f"days.{day_key(d)}" for d in days_between(date_from, date_to)]
+        self.view.refresh_if_due()
+        documents = self.view.documents  # one consistent snapshot for this page
         while position < len(candidates) and len(items) < query.limit and scanned < max_scan:
             batch = candidates[position : position + query.limit]
-            refs = [self.db.collection(AVAILABILITY).document(e.point_id) for _, e in batch]
-            snapshots = self.db.get_all(refs, field_paths=day_fields, **RPC)
-            documents = {s.id: read_only_data(s) for s in snapshots}
             for distance, entry in batch:
                 position += 1
                 scanned += 1
@@ -232,7 +269,7 @@ class SearchService:
             "center": {"lat": center.lat, "lon": center.lon},
             "date_from": date_from.isoformat(),
             "date_to": date_to.isoformat(),
-            "documents_read": scanned,
+            "points_scanned": scanned,
         }
 
     def _nearest(self, center: GeoPoint, query: SearchQuery) -> list[tuple[float, DirectoryEntry]]:
@@ -240,7 +277,7 @@ class SearchService:
         # any trigonometry (7,000 haversines a search were a tenth of its CPU time).
         min_lat, min_lon, max_lat, max_lon = bounding_box(center, query.radius_km)
         found = []
-        for entry in self.directory.entries():
+        for entry in self.directory.within(min_lat, min_lon, max_lat, max_lon):
             location = entry.location
             if not (min_lat <= location.lat <= max_lat and min_lon <= location.lon <= max_lon):
                 continue
@@ -266,8 +303,45 @@ class SearchService:
             "earliest_slots": [s.to_api() for s in earliest],
         }
 
+    def alternatives(self, ref: SlotRef, now: datetime) -> list[dict[str, Any]]:
+        """The nearest free slots of the same product from the full slot's day on, for the
+        booker who found it full: from memory, and computed once a second per slot however
+        many are refused (a crowd is refused many times over)."""
+        tick = time.monotonic()
+        cached = self._alternatives.get(ref.slot_id)
+        if cached is not None and tick - cached[0] < ALTERNATIVES_TTL_S:
+            return cached[1]
+        entry = self.directory.entry(ref.point_id)
+        found: list[dict[str, Any]] = []
+        if entry is not None:
+            query = SearchQuery(
+                lat=entry.location.lat,
+                lon=entry.location.lon,
+                product=ref.product,
+                date_from=max(ref.day, now.astimezone(WARSAW).date()),
+                limit=ALTERNATIVES,
+            )
+            for item in self.search(query, now)["items"]:
+                for slot in item["earliest_slots"]:
+                    if slot["slot_id"] != ref.slot_id:
+                        found.append(
+                            {
+                                "slot_id": slot["slot_id"],
+                                "starts_at": slot["starts_at"],
+                                "point_id": item["point"]["point_id"],
+                                "point_name": item["point"].get("name"),
+                                "distance_km": item["distance_km"],
+                            }
+                        )
+                        break
+        found = found[:ALTERNATIVES]
+        if len(self._alternatives) > 10_000:
+            self._alternatives.clear()
+        self._alternatives[ref.slot_id] = (tick, found)
+        return found
+
     def point_slots(self, point_id: str, query: PointSlotsQuery, now: datetime) -> dict[str, Any]:
-        """One point's free slots: one document read."""
+        """One point's free slots, read fresh: one document read."""
         if not is_point_id(point_id):
             raise NotFoundError("no such vaccination point")
         if query.product is not None:

@@ -87,6 +87,7 @@ from common.domain.slots import (
 from common.domain.visits import local_day, patient_summary
 from common.services import outbox
 from common.services.actions import audit_action, patients_by_key, write_free_increments
+from common.services.availability import AvailabilityFolder, changed
 from common.services.idempotency import IdempotencyScope, StoredResponse
 from common.services.point_access import authorize_point, load_point
 
@@ -207,12 +208,17 @@ class StaffCalendarService:
         search: Any,
         publisher: EventPublisher | None = None,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        calendars: Any = None,
     ) -> None:
         self.db = client
         self.rule_book = rule_book  # products and displaced patients' alternatives, at `now`
         self.search = search
         self.publisher = publisher
         self.new_id = new_id
+        # Bookings reach the availability document through the folder, a second or so late:
+        # staff decide on a point's calendar after folding what is pending for it.
+        self.folder = AvailabilityFolder(client)
+        self.calendars = calendars  # booking's cache of calendars in this instance
 
     # -- shared ---------------------------------------------------------------------------
     def _point(self, actor: Any, point_id: str) -> dict[str, Any]:
@@ -239,8 +245,18 @@ class StaffCalendarService:
             batch.update(ref, data, option=self.db.write_option(last_update_time=version))
 
     def _availability(self, point_id: str) -> dict[str, Any] | None:
+        self.folder.fold_point(point_id)
         snapshot = self.db.collection(AVAILABILITY).document(point_id).get(**RPC)
         return snapshot.to_dict() if snapshot.exists else None
+
+    def _changed(self, point_id: str) -> None:
+        """This instance's search and booking see the change at once (other instances within
+        their refresh: a second)."""
+        view = getattr(self.search, "view", None)
+        if view is not None:
+            view.invalidate()
+        if self.calendars is not None:
+            self.calendars.invalidate(point_id)
 
     # -- read: the staff view -------------------------------------------------------------
     def calendar(
@@ -330,6 +346,7 @@ class StaffCalendarService:
                 idem.complete(batch, response)
             try:
                 batch.commit(**RPC)
+                self._changed(point_id)
             except (gexc.Conflict, gexc.FailedPrecondition, gexc.NotFound):
                 continue
             return response
@@ -350,10 +367,12 @@ class StaffCalendarService:
             days: dict[str, dict[str, Any]] = {}
             for ref in refs:
                 days.setdefault(ref.day_key, {})[ref.slot_key] = dict(entry)
-            batch.create(ref_doc, {"point_id": point_id, "days": days})
+            batch.create(ref_doc, changed({"point_id": point_id, "days": days}))
         else:
             # A whole new entry per slot: no booking can have touched a slot not yet listed.
-            batch.update(ref_doc, {slot_field(r.day_key, r.slot_key): dict(entry) for r in refs})
+            batch.update(
+                ref_doc, changed({slot_field(r.day_key, r.slot_key): dict(entry) for r in refs})
+            )
 
     # -- one slot -------------------------------------------------------------------------
     def add_slot(
@@ -390,6 +409,7 @@ class StaffCalendarService:
                 idem.complete(batch, response)
             try:
                 batch.commit(**RPC)
+                self._changed(point_id)
             except (gexc.Conflict, gexc.FailedPrecondition, gexc.NotFound):
                 continue
             return response
@@ -518,6 +538,7 @@ class StaffCalendarService:
                 idem.complete(batch, response)
             try:
                 batch.commit(**RPC)
+                self._changed(point_id)
             except (gexc.Conflict, gexc.FailedPrecondition, gexc.NotFound):
                 continue  # a booker or a patient got there first: read again, decide again
             outbox.publish_now(self.db, self.publisher, events)

@@ -15,4 +15,5 @@ def list_my_dependents(request):
     principal = caller(request)
     principal.require_role("patient")
     key = own_patient_key(principal)
-    return json_response(dependents_of(wiring.booking_service(), key, wiring.now()))
+    service = wiring.booking_service()
+    return json_response(dependents_of(wiring.firestore_client(), service, key, wiring.now()))

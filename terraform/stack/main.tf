@@ -49,12 +49,22 @@ module "firestore" {
   delete_protection = var.firestore_delete_protection
 
   # The queries of common/services: the outbox sweep ranges and orders on occurred_at (one
-  # field: a single-field index, kept explicitly). Appointments are read by patient_key
-  # equality and sorted in memory, so no composite index is needed today; add one here when a
-  # query orders on a second field (e.g. appointments patient_key ASC, starts_at ASC).
-  composite_indexes = []
+  # field: a single-field index, kept explicitly); search's views range on availability's
+  # changed_at; a booking counts a slot's taken seats below its capacity (slot_id equality,
+  # index range: common/services/seats.py). Appointments are read by patient_key equality and
+  # sorted in memory.
+  composite_indexes = [
+    {
+      collection = "seats"
+      fields = [
+        { field_path = "slot_id", order = "ASCENDING" },
+        { field_path = "index", order = "ASCENDING" },
+      ]
+    },
+  ]
   ordered_fields = {
-    outbox = "occurred_at"
+    outbox       = "occurred_at"
+    availability = "changed_at"
   }
   ttl_fields = {
     idempotency_keys = "expires_at"

@@ -53,6 +53,7 @@ from common.domain.eligibility import load_cohort_rules
 from common.domain.errors import DomainError
 from common.domain.rulebook import RuleBook
 from common.domain.vaccines import load_catalogue, second_dose_window
+from common.services.availability import AvailabilityFolder
 from common.services.booking import (
     Actor,
     BookAppointment,
@@ -198,7 +199,7 @@ class BookingMachine(RuleBasedStateMachine):
                 ],
             )
         self.pesels = [add_patient(self.db, serial=i) for i in range(PATIENTS)]
-        self.service = BookingService(
+        self.service = BookingService.on_firestore(
             self.db,
             RuleBook.fixed(CATALOGUE, COHORTS),  # the model pins these rules
             Settings.from_env().pesel_hash_key,
@@ -418,7 +419,13 @@ class BookingMachine(RuleBasedStateMachine):
             assert 0 <= int(seat_id.rsplit("_", 1)[1]) < SLOTS[slot].capacity, seat_id
         per_slot = Counter(self._slot_of(s["slot_id"]) for s in seats.values())
 
-        # Availability: capacity unchanged, free == capacity - seats, never negative.
+        # Between requests no seat is held by an attempt that ended (a leaked hold would keep
+        # later bookers of this instance off a free seat).
+        assert self.service.broker.holds() == 0
+
+        # Availability (once the background folder caught up): capacity unchanged,
+        # free == capacity - seats, never negative.
+        AvailabilityFolder(self.db).fold_all()
         for point in (POINT_A, POINT_B):
             document = self.db.collection(AVAILABILITY).document(point).get().to_dict()
             calendar = PointCalendar.from_document(point, document)

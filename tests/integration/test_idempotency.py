@@ -30,17 +30,27 @@ from common.adapters.firestore_store import (
     ACTIVE_DOSES,
     APPOINTMENTS,
     AVAILABILITY,
+    AVAILABILITY_DELTAS,
     IDEMPOTENCY,
     OUTBOX,
     SEATS,
 )
 from common.domain.calendar import PointCalendar, SlotRef
+from common.services.availability import AvailabilityFolder
 from common.services.idempotency import record_id
 from tests.support.stack import Api, add_patient, add_point, firestore_client, today_warsaw
 
 POINT = "pt-00001"
 THREADS = 8
-BOOKING_COLLECTIONS = (APPOINTMENTS, SEATS, ACTIVE_DOSES, AVAILABILITY, OUTBOX, IDEMPOTENCY)
+BOOKING_COLLECTIONS = (
+    APPOINTMENTS,
+    SEATS,
+    ACTIVE_DOSES,
+    AVAILABILITY,
+    AVAILABILITY_DELTAS,
+    OUTBOX,
+    IDEMPOTENCY,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -112,6 +122,8 @@ class World:
         return Counter(s.to_dict()["event_type"] for s in self.db.collection(OUTBOX).stream())
 
     def free(self, slot: str) -> int:
+        """Free seats as search shows them, once the background folder has caught up."""
+        AvailabilityFolder(self.db).fold_all()
         ref = SlotRef.parse(self.slots[slot])
         document = self.db.collection(AVAILABILITY).document(POINT).get().to_dict()
         found = PointCalendar.from_document(POINT, document).get(ref)

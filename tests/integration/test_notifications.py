@@ -51,7 +51,7 @@ PATIENT = Actor(uid="patient-1", role="patient")
 def _quiet_booking() -> BookingService:
     """Booking that commits the event to the outbox but never publishes it (a crash right
     after the commit, as far as Pub/Sub can tell)."""
-    return BookingService(
+    return BookingService.on_firestore(
         wiring.firestore_client(),
         wiring.rule_book(),
         wiring.settings().pesel_hash_key,

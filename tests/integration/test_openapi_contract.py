@@ -310,13 +310,13 @@ def test_the_validator_catches_a_response_that_breaks_the_schema() -> None:
         "center": {"lat": 50.0, "lon": 20.0},
         "date_from": "2026-01-01",
         "date_to": "2026-01-31",
-        "documents_read": 0,
+        "points_scanned": 0,
     }
     assert validator.is_valid(good)
     for broken in (
         {k: v for k, v in good.items() if k != "center"},
         good | {"date_from": "2026-02-30"},
-        good | {"documents_read": -1},
+        good | {"points_scanned": -1},
         good | {"next_cursor": 5},
     ):
         assert not validator.is_valid(broken), broken

@@ -20,6 +20,7 @@ from common.adapters.sds_client import SdsClient, SdsDelivery
 from common.domain.calendar import SlotRef
 from common.domain.errors import DependencyUnavailableError
 from common.domain.supply import iso_week
+from common.services.availability import AvailabilityFolder
 from common.services.sds_sync import SUPPLY, SdsSync, supply_id
 from common.services.sync_cursor import SYNC_STATE
 from emulator.sds import start_sds
@@ -104,6 +105,7 @@ def _sync(db, server, sds_client=None) -> SdsSync:
 
 
 def _caps(db) -> list[tuple[int, int]]:
+    AvailabilityFolder(db).fold_all()  # the bookings' deltas, as the background folder would
     days = db.collection(AVAILABILITY).document(POINT_X).get().to_dict()["days"]
     return [
         (days[r.day_key][r.slot_key]["cap"], days[r.day_key][r.slot_key]["free"]) for r in _slots()

@@ -24,6 +24,7 @@ from common.config import Settings
 from common.domain.appointments import Appointment, active_dose_lock_id
 from common.domain.calendar import WARSAW, PointCalendar, SlotRef
 from common.domain.pesel import parse_pesel, pesel_key
+from common.services.availability import AvailabilityFolder
 from common.services.directory import write_points
 from common.services.guardians import guardian_doc_id, guardian_document
 from tests.support.stack import Api, add_patient, add_point, firestore_client, today_warsaw
@@ -73,13 +74,18 @@ def update_time(db: firestore.Client, collection: str, doc_id: str) -> datetime:
 
 
 def slot_state(db: firestore.Client, slot_id: str) -> dict[str, Any] | None:
+    """A slot as search shows it, once the folder has caught up (it runs in the background
+    in production: common/services/availability.py)."""
+    AvailabilityFolder(db).fold_all()
     ref = SlotRef.parse(slot_id)
     document = db.collection(AVAILABILITY).document(ref.point_id).get().to_dict() or {}
     return (document.get("days") or {}).get(ref.day_key, {}).get(ref.slot_key)
 
 
 def check_seat_invariants(db: firestore.Client, point_id: str) -> None:
-    """No patient holds a seat index >= capacity; free = capacity - patients' seats."""
+    """No patient holds a seat index >= capacity; free = capacity - patients' seats (once the
+    folder has caught up)."""
+    AvailabilityFolder(db).fold_all()
     document = db.collection(AVAILABILITY).document(point_id).get().to_dict()
     calendar = PointCalendar.from_document(point_id, document)
     seats = [s.to_dict() | {"_id": s.id} for s in db.collection(SEATS).stream()]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -159,3 +162,26 @@ def provision_topics(project_id: str, push_base_url: str | None = None) -> None:
         pubsub_v1.PublisherClient(),
         pubsub_v1.SubscriberClient(),
     )
+
+
+@contextmanager
+def folding(db: firestore.Client, every_s: float = 0.2) -> Iterator[None]:
+    """The availability folder running in the background, as Cloud Scheduler runs it in
+    production (fold_availability): search's free seats catch up with the bookings."""
+    from common.services.availability import AvailabilityFolder
+
+    folder = AvailabilityFolder(db)
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(every_s):
+            folder.fold_all()
+
+    thread = threading.Thread(target=run, name="folder", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        folder.fold_all()
