@@ -12,6 +12,7 @@ same commit that claims the seat (see common/services/booking.py for why that ho
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -197,6 +198,76 @@ class PointCalendar:
             if s.free > 0 and s.ref.product == product and earliest <= s.ref.day <= latest
         ]
         return sorted(found, key=lambda s: (abs((s.ref.day - planned).days), s.ref.starts_at))
+
+
+@dataclass(frozen=True)
+class FreeSeatIndex:
+    """A calendar's free seats arranged for search: per product (and for all products, under
+    None), the days in order, each with its free seats in all and its free slots in order.
+
+    Built once per version of an availability document (search's view keeps it until the
+    document changes), so a search looks at the days of its range, not at every slot of the
+    horizon. `free_in` answers exactly what `PointCalendar.free_in_document` answers.
+    """
+
+    point_id: str
+    days: dict[str | None, tuple[list[str], list[int], list[list[tuple[str, int, int]]]]]
+
+    @classmethod
+    def build(cls, point_id: str, document: dict[str, Any] | None) -> FreeSeatIndex:
+        per: dict[str | None, dict[str, list[tuple[str, int, int]]]] = {None: {}}
+        for dkey, slots in ((document or {}).get("days") or {}).items():
+            for skey, entry in (slots or {}).items():
+                free = entry.get("free", 0)
+                if free <= 0:
+                    continue
+                row = (skey, int(entry.get("cap", 0)), int(free))
+                per[None].setdefault(dkey, []).append(row)
+                per.setdefault(skey[5:], {}).setdefault(dkey, []).append(row)
+        days: dict[str | None, tuple[list[str], list[int], list[list[tuple[str, int, int]]]]] = {}
+        for product, by_day in per.items():
+            keys = sorted(by_day)
+            rows = [sorted(by_day[k]) for k in keys]
+            days[product] = (keys, [sum(r[2] for r in day) for day in rows], rows)
+        return cls(point_id, days)
+
+    def free_in(
+        self,
+        *,
+        not_before: datetime,
+        date_from: date,
+        date_to: date,
+        product: str | None = None,
+        earliest: int = 3,
+    ) -> tuple[int, list[SlotAvailability]]:
+        found = self.days.get(product)
+        if found is None:
+            return 0, []
+        keys, totals, rows = found
+        local_now = not_before.astimezone(WARSAW)
+        today_key, now_hhmm = day_key(local_now.date()), f"{local_now:%H%M}"
+        first_key = max(day_key(date_from), today_key)
+        last_key = day_key(date_to)
+        total = 0
+        shown: list[tuple[str, str, int, int]] = []
+        for position in range(bisect.bisect_left(keys, first_key), len(keys)):
+            dkey = keys[position]
+            if dkey > last_key:
+                break
+            if dkey == today_key:
+                later = [r for r in rows[position] if r[0][:4] > now_hhmm]
+                total += sum(r[2] for r in later)
+            else:
+                later = rows[position]
+                total += totals[position]
+            for skey, cap, free in later:
+                if len(shown) >= earliest:
+                    break
+                shown.append((dkey, skey, cap, free))
+        return total, [
+            SlotAvailability(SlotRef.from_keys(self.point_id, dkey, skey), cap, free)
+            for dkey, skey, cap, free in shown
+        ]
 
 
 def slot_entry(capacity: int, free: int | None = None) -> dict[str, int]:

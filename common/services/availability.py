@@ -46,7 +46,7 @@ from common.adapters.firestore_store import (
     RPC,
     read_only_data,
 )
-from common.domain.calendar import PointCalendar, SlotRef
+from common.domain.calendar import FreeSeatIndex, PointCalendar, SlotRef
 
 CHANGED_AT = "changed_at"
 FOLD_BATCH = 400  # deltas per commit, with their points' updates: under Firestore's 500 writes
@@ -205,6 +205,7 @@ class AvailabilityView:
     overlap: timedelta = REFRESH_OVERLAP
     documents: dict[str, dict[str, Any]] = field(default_factory=dict)
     reads: int = 0
+    _indexes: dict[str, tuple[Any, FreeSeatIndex]] = field(default_factory=dict)
     _watermark: datetime | None = None
     _checked_at: float = float("-inf")
     _loaded: bool = False
@@ -213,6 +214,17 @@ class AvailabilityView:
     def calendar_data(self, point_id: str) -> dict[str, Any] | None:
         self.refresh_if_due()
         return self.documents.get(point_id)
+
+    def free_index(self, documents: dict[str, dict[str, Any]], point_id: str) -> FreeSeatIndex:
+        """The point's free seats arranged for search, built once per version of its
+        document (`documents`: the snapshot the caller holds)."""
+        document = documents.get(point_id)
+        cached = self._indexes.get(point_id)
+        if cached is not None and cached[0] is document:
+            return cached[1]
+        index = FreeSeatIndex.build(point_id, document)
+        self._indexes[point_id] = (document, index)
+        return index
 
     def refresh_if_due(self) -> None:
         if self.monotonic() - self._checked_at < self.refresh_s and self._loaded:

@@ -19,7 +19,8 @@ import json
 import math
 import threading
 import time
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -52,6 +53,7 @@ MAX_RANGE_DAYS = 60
 MAX_DAYS_AHEAD = 366
 SLOTS_PER_POINT = 3
 GRID_DEG = 0.25
+NEAREST_CACHE = 20_000  # places x filters remembered (a few MB)
 ALTERNATIVES = 3
 ALTERNATIVES_TTL_S = 1.0
 
@@ -89,6 +91,8 @@ class DirectoryEntry:
     products: frozenset[str]
     accessible: bool
     summary: dict[str, Any]
+    # What the API shows of the point, built once per directory load, not once per search.
+    api_point: dict[str, Any] = field(default_factory=dict)
 
 
 def _encode_cursor(offset: int) -> str:
@@ -189,6 +193,8 @@ class PointDirectory:
                         products=frozenset(raw.get("products", [])),
                         accessible=bool(raw.get("accessible")),
                         summary=raw,
+                        api_point={k: v for k, v in raw.items() if k != "products"}
+                        | {"products": sorted(raw.get("products", []))},
                     )
                 )
         return entries
@@ -218,6 +224,9 @@ class SearchService:
         # Every point's calendar in memory, refreshed with what changed (availability.py).
         self.view = view or AvailabilityView(client)
         self._alternatives: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._nearest_cache: OrderedDict[tuple[Any, ...], list[tuple[float, DirectoryEntry]]]
+        self._nearest_cache = OrderedDict()
+        self._nearest_lock = threading.Lock()
 
     def _center(self, query: SearchQuery) -> GeoPoint:
         if query.lat is not None and query.lon is not None:
@@ -249,9 +258,7 @@ class SearchService:
             for distance, entry in batch:
                 position += 1
                 scanned += 1
-                total, earliest = PointCalendar.free_in_document(
-                    entry.point_id,
-                    documents.get(entry.point_id),
+                total, earliest = self.view.free_index(documents, entry.point_id).free_in(
                     not_before=now,
                     date_from=date_from,
                     date_to=date_to,
@@ -273,6 +280,32 @@ class SearchService:
         }
 
     def _nearest(self, center: GeoPoint, query: SearchQuery) -> list[tuple[float, DirectoryEntry]]:
+        """The points in the radius, nearest first: kept per place and filters until the
+        directory reloads (a minute), since the same postcodes are searched over and over."""
+        self.directory.entries()  # reloads the directory (and so empties this cache) if due
+        key = (
+            self.directory.loads,
+            round(center.lat, 5),
+            round(center.lon, 5),
+            query.radius_km,
+            query.product,
+            bool(query.accessible),
+        )
+        with self._nearest_lock:
+            found = self._nearest_cache.get(key)
+            if found is not None:
+                self._nearest_cache.move_to_end(key)
+                return found
+        found = self._compute_nearest(center, query)
+        with self._nearest_lock:
+            self._nearest_cache[key] = found
+            if len(self._nearest_cache) > NEAREST_CACHE:
+                self._nearest_cache.popitem(last=False)
+        return found
+
+    def _compute_nearest(
+        self, center: GeoPoint, query: SearchQuery
+    ) -> list[tuple[float, DirectoryEntry]]:
         # A bounding box first: two float comparisons rule out most of the country before
         # any trigonometry (7,000 haversines a search were a tenth of its CPU time).
         min_lat, min_lon, max_lat, max_lon = bounding_box(center, query.radius_km)
@@ -296,8 +329,7 @@ class SearchService:
         entry: DirectoryEntry, distance: float, free_seats: int, earliest: list[SlotAvailability]
     ) -> dict[str, Any]:
         return {
-            "point": {k: v for k, v in entry.summary.items() if k != "products"}
-            | {"products": sorted(entry.products)},
+            "point": entry.api_point,
             "distance_km": round(distance, 2),
             "free_seats": free_seats,
             "earliest_slots": [s.to_api() for s in earliest],

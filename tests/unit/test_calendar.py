@@ -1,4 +1,5 @@
-"""The calendar document's two readers agree: search's raw fast path and the full model."""
+"""The calendar document's readers agree: the full model, the raw fast path, and the index
+search builds once per document version (FreeSeatIndex)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.domain.calendar import PointCalendar, SlotRef, day_key
+from common.domain.calendar import FreeSeatIndex, PointCalendar, SlotRef, day_key
 from common.services.directory import calendar_document
 
 FIRST_DAY = date(2026, 11, 26)
@@ -56,6 +57,10 @@ def test_fast_path_matches_the_model(slots, now_offset_minutes, range_start, ran
     )
     assert total == sum(s.free for s in expected)
     assert earliest == expected[:3]
+    indexed = FreeSeatIndex.build("pt-00001", document).free_in(
+        not_before=now, date_from=date_from, date_to=date_to, product=product, earliest=3
+    )
+    assert indexed == (total, earliest)
 
 
 def test_day_keys_sort_as_dates():
