@@ -79,11 +79,44 @@ function isUncertain(status, code) {
   return status === 0 || status >= 500 || status === 429 || code === "request_in_progress";
 }
 
+// The API's contract under overload (api/openapi.yaml): a 503 or 429 says how long to wait in
+// Retry-After; a dropped connection says nothing. Either way the same request goes again with
+// the same Idempotency-Key, so the server answers with the one true result (the booking if an
+// earlier attempt landed unseen), for up to RETRY_PATIENCE_MS; the person is told meanwhile.
+export const RETRY_PATIENCE_MS = 60000;
+const NETWORK_PAUSE_MS = 1000;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function retryDelayMs(status, retryAfter) {
+  if (status === 0) return NETWORK_PAUSE_MS * (0.5 + Math.random());
+  if (status !== 503 && status !== 429) return null;
+  const seconds = Number.parseFloat(retryAfter || "1");
+  const base = Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 1000;
+  return base + Math.random() * Math.min(base, 2000); // jitter: not everyone at once again
+}
+
 /**
  * Call the public API (same origin). Writes (any method but GET) carry an Idempotency-Key
- * unless `idempotent: false` (the patient look-up, a read sent as POST).
+ * unless `idempotent: false` (the patient look-up, a read sent as POST). Retries by itself
+ * while the service sheds load (see above); `onWait(seconds)` hears about each wait.
  */
-export async function api(method, path, { query, body, action, idempotent } = {}) {
+export async function api(method, path, options = {}) {
+  const started = Date.now();
+  for (;;) {
+    try {
+      return await apiOnce(method, path, options);
+    } catch (err) {
+      const delay =
+        err instanceof ApiError ? retryDelayMs(err.status, err.details && err.details.retry_after) : null;
+      if (delay === null || Date.now() + delay - started > RETRY_PATIENCE_MS) throw err;
+      announce(t("status.busy_retrying", { s: Math.ceil(delay / 1000) }));
+      if (options.onWait) options.onWait(delay / 1000);
+      await sleep(delay);
+    }
+  }
+}
+
+async function apiOnce(method, path, { query, body, action, idempotent } = {}) {
   const s = session.get();
   const headers = { Accept: "application/json" };
   if (s && s.token) headers.Authorization = `Bearer ${s.token}`;

@@ -296,8 +296,9 @@ def test_agent_keeps_the_callback_list(page: Any, web_stack: WebStack) -> None:
     form.get_by_label("Telefon").fill("+48600123456")
     form.get_by_label("Preferowany kod pocztowy").fill("31-001")
 
-    # The first attempt is lost on the way (network error): the retry of the same action
-    # carries the same Idempotency-Key, so the server would replay, not add it twice.
+    # The first attempt is lost on the way (a reset), the second meets a service shedding
+    # load (503, Retry-After: 1): the app waits as told and sends the same request again with
+    # the same Idempotency-Key, by itself (the API's client contract), saying so meanwhile.
     keys: list[str] = []
 
     def flaky(route: Any) -> None:
@@ -307,15 +308,20 @@ def test_agent_keeps_the_callback_list(page: Any, web_stack: WebStack) -> None:
         keys.append(route.request.headers["idempotency-key"])
         if len(keys) == 1:
             route.abort("connectionreset")
+        elif len(keys) == 2:
+            route.fulfill(
+                status=503,
+                headers={"Retry-After": "1", "Content-Type": "application/json"},
+                body='{"error": {"code": "overloaded", "message": "busy"}}',
+            )
         else:
             route.continue_()
 
     page.route("**/v1/callbacks", flaky)
     form.get_by_role("button", name="Dodaj").click()
-    expect(page.locator("#error")).to_contain_text("Brak połączenia z serwerem")
-    form.get_by_role("button", name="Dodaj").click()
+    expect(page.locator("#status")).to_contain_text("Ponawiamy automatycznie")
     expect(page.locator("#status")).to_contain_text("Dodano do listy oddzwonień")
-    assert len(keys) == 2 and keys[0] == keys[1]
+    assert len(keys) == 3 and len(set(keys)) == 1
     page.unroute("**/v1/callbacks")
     row = page.locator("#callbacks-table tbody tr").filter(has_text="+48600123456")
     expect(row).to_contain_text(PESEL["patient-ewa"][:6] + "*****")
