@@ -69,6 +69,12 @@ def is_forbidden_role(role: str) -> bool:
     return role in _FORBIDDEN_ROLES or role.lower().endswith("admin")
 
 
+class CapacityDeclaration(_Strict):
+    peak_rps: float = Field(gt=0)
+    cpu_ms: float = Field(gt=0)
+    wait_ms: float = Field(ge=0)
+
+
 class Function(_Strict):
     """One Cloud Function (2nd gen): functions/<name>/main.py, entry point <name>."""
 
@@ -83,6 +89,8 @@ class Function(_Strict):
     min_instances: int = Field(default=0, ge=0, le=100)
     max_instances: int = Field(default=10, ge=1, le=1000)
     concurrency: int = Field(default=1, ge=1, le=1000)
+    # The capacity model's inputs (common/capacity.py, docs/capacity.md) for busy functions.
+    capacity: CapacityDeclaration | None = None
     project_roles: list[str] = Field(default_factory=list)
     publishes: list[str] = Field(default_factory=list)
     enqueues: list[str] = Field(default_factory=list)

@@ -95,7 +95,7 @@ def search_service():
 def idempotency():
     from common.services.idempotency import Idempotency
 
-    return Idempotency(firestore_client())
+    return Idempotency(units())
 
 
 @functools.cache
@@ -103,11 +103,7 @@ def staff_calendar_service():
     from common.services.staff_calendar import StaffCalendarService
 
     return StaffCalendarService(
-        firestore_client(),
-        rule_book(),
-        search_service(),
-        publisher(),
-        calendars=calendar_cache(),
+        units(), rule_book(), search_service(), availability_folder(), calendars=calendar_cache()
     )
 
 
@@ -115,34 +111,31 @@ def staff_calendar_service():
 def visit_service():
     from common.services.visits import VisitService
 
-    return VisitService(
-        firestore_client(),
-        rule_book(),
-        settings().pesel_hash_key,
-        booking_service(),
-        publisher(),
-    )
+    return VisitService(units(), rule_book(), settings().pesel_hash_key, booking_service())
 
 
 @functools.cache
 def hotline_service():
     from common.services.hotline import HotlineService
 
-    return HotlineService(firestore_client(), booking_service(), settings().pesel_hash_key)
+    return HotlineService(units(), settings().pesel_hash_key)
 
 
 @functools.cache
 def callback_service():
     from common.services.callbacks import CallbackService
 
-    return CallbackService(firestore_client(), rule_book(), settings().pesel_hash_key)
+    return CallbackService(units(), rule_book(), settings().pesel_hash_key)
 
 
 @functools.cache
 def points_admin_service():
+    from common.services.directory import rebuild_directory
     from common.services.points_admin import PointsAdminService
 
-    return PointsAdminService(firestore_client(), rule_book())
+    return PointsAdminService(
+        units(), rule_book(), lambda points: rebuild_directory(firestore_client(), points)
+    )
 
 
 # -- integrations: P1 and SDS (sync, reports, supply) ------------------------------------
@@ -169,21 +162,21 @@ def sds_client():
 def p1_referral_sync():
     from common.services.p1_sync import P1ReferralSync
 
-    return P1ReferralSync(firestore_client(), p1_client(), settings().pesel_hash_key)
+    return P1ReferralSync(units(), p1_client(), settings().pesel_hash_key)
 
 
 @functools.cache
 def p1_reporter():
     from common.services.p1_reporting import P1Reporter
 
-    return P1Reporter(firestore_client(), p1_client, publisher())
+    return P1Reporter(units(), p1_client, publisher())
 
 
 @functools.cache
 def sds_sync():
     from common.services.sds_sync import SdsSync
 
-    return SdsSync(firestore_client(), sds_client(), staff_calendar_service())
+    return SdsSync(units(), sds_client(), staff_calendar_service(), availability_folder())
 
 
 @functools.cache
@@ -213,7 +206,7 @@ def tasks_client():
 def sms_sender():
     from common.services.notifications import SmsSender
 
-    return SmsSender(firestore_client(), sms_client())
+    return SmsSender(units(), sms_client())
 
 
 @functools.cache
@@ -234,14 +227,14 @@ def reminder_scheduler():
 def notification_service():
     from common.services.notifications import NotificationService
 
-    return NotificationService(firestore_client(), rule_book(), sms_sender(), reminder_scheduler())
+    return NotificationService(units(), rule_book(), sms_sender(), reminder_scheduler())
 
 
 @functools.cache
 def reminder_service():
     from common.services.reminders import ReminderService
 
-    return ReminderService(firestore_client(), notification_service(), sms_sender())
+    return ReminderService(units(), notification_service(), sms_sender())
 
 
 @functools.cache
@@ -251,7 +244,7 @@ def sms_dialog_service():
     from common.services.sms_dialog import SmsDialogService
 
     return SmsDialogService(
-        firestore_client(),
+        units(),
         rule_book(),
         booking_service(),
         search_service(),

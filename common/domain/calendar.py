@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import sys
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -221,9 +222,11 @@ class FreeSeatIndex:
                 free = entry.get("free", 0)
                 if free <= 0:
                     continue
+                # Interned: the same day and slot keys recur at every point of the country.
+                dkey, skey = sys.intern(dkey), sys.intern(skey)
                 row = (skey, int(entry.get("cap", 0)), int(free))
                 per[None].setdefault(dkey, []).append(row)
-                per.setdefault(skey[5:], {}).setdefault(dkey, []).append(row)
+                per.setdefault(sys.intern(skey[5:]), {}).setdefault(dkey, []).append(row)
         days: dict[str | None, tuple[list[str], list[int], list[list[tuple[str, int, int]]]]] = {}
         for product, by_day in per.items():
             keys = sorted(by_day)

@@ -188,13 +188,14 @@ class AvailabilityFolder:
 
 @dataclass
 class _Entry:
-    data: dict[str, Any]
+    calendar: PointCalendar  # parsed once per read, not once per booking
     loaded_at: float
 
 
 @dataclass
 class AvailabilityView:
-    """Every point's calendar in memory, refreshed with what changed at most once a second.
+    """Every point's free seats in memory (a FreeSeatIndex per calendar, not the documents:
+    about a third of the memory), refreshed with what changed at most once a second.
 
     Readers never wait for a refresh another thread is doing: they use the view as it is.
     """
@@ -203,28 +204,12 @@ class AvailabilityView:
     refresh_s: float = VIEW_REFRESH_S
     monotonic: Callable[[], float] = time.monotonic
     overlap: timedelta = REFRESH_OVERLAP
-    documents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    indexes: dict[str, FreeSeatIndex] = field(default_factory=dict)
     reads: int = 0
-    _indexes: dict[str, tuple[Any, FreeSeatIndex]] = field(default_factory=dict)
     _watermark: datetime | None = None
     _checked_at: float = float("-inf")
     _loaded: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def calendar_data(self, point_id: str) -> dict[str, Any] | None:
-        self.refresh_if_due()
-        return self.documents.get(point_id)
-
-    def free_index(self, documents: dict[str, dict[str, Any]], point_id: str) -> FreeSeatIndex:
-        """The point's free seats arranged for search, built once per version of its
-        document (`documents`: the snapshot the caller holds)."""
-        document = documents.get(point_id)
-        cached = self._indexes.get(point_id)
-        if cached is not None and cached[0] is document:
-            return cached[1]
-        index = FreeSeatIndex.build(point_id, document)
-        self._indexes[point_id] = (document, index)
-        return index
 
     def refresh_if_due(self) -> None:
         if self.monotonic() - self._checked_at < self.refresh_s and self._loaded:
@@ -251,7 +236,7 @@ class AvailabilityView:
 
     def _load_all(self) -> None:
         """Every calendar, in pages (a country is too much for one response)."""
-        documents: dict[str, dict[str, Any]] = {}
+        indexes: dict[str, FreeSeatIndex] = {}
         collection = self.client.collection(AVAILABILITY)
         last: Any = None
         watermark: datetime | None = None
@@ -261,7 +246,7 @@ class AvailabilityView:
                 query = query.start_after(last)
             page = list(query.stream(**RPC))
             for snapshot in page:
-                documents[snapshot.id] = read_only_data(snapshot) or {}
+                indexes[snapshot.id] = FreeSeatIndex.build(snapshot.id, read_only_data(snapshot))
                 # Changes during the load are caught by the next refresh: it starts from the
                 # first page's read time.
                 watermark = watermark or snapshot.read_time
@@ -269,7 +254,7 @@ class AvailabilityView:
             if len(page) < LOAD_PAGE:
                 break
             last = page[-1]
-        self.documents = documents
+        self.indexes = indexes
         self._watermark = watermark
 
     def _load_changed(self) -> None:
@@ -283,11 +268,11 @@ class AvailabilityView:
         if not changed_now:
             return
         # Replaced whole, never mutated: a reader holding the old dict sees a consistent one.
-        documents = dict(self.documents)
+        indexes = dict(self.indexes)
         for snapshot in changed_now:
-            documents[snapshot.id] = read_only_data(snapshot) or {}
+            indexes[snapshot.id] = FreeSeatIndex.build(snapshot.id, read_only_data(snapshot))
         self.reads += len(changed_now)
-        self.documents = documents
+        self.indexes = indexes
         self._watermark = changed_now[0].read_time
 
 
@@ -315,7 +300,7 @@ class CalendarCache:
             entry = self._entries.get(point_id)
         if entry is None or fresh or now - entry.loaded_at > self.ttl_s:
             snapshot = self.client.collection(AVAILABILITY).document(point_id).get(**RPC)
-            entry = _Entry(snapshot.to_dict() if snapshot.exists else {}, now)
+            entry = _Entry(PointCalendar.from_document(point_id, read_only_data(snapshot)), now)
             with self._lock:
                 self._entries[point_id] = entry
-        return PointCalendar.from_document(point_id, entry.data or None)
+        return entry.calendar

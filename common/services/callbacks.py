@@ -3,6 +3,11 @@
 The PESEL and the phone number live only in the callback document's fields: its id is
 random, and neither ever goes into a log line or an event. Agents see the phone (they must
 call) and a masked PESEL; the full number is typed again by the agent who books.
+
+Leaving and closing a callback are units of work (common/services/unit_of_work.py): the
+callback, its audit entry and the stored answer of the request's Idempotency-Key are one
+commit. Closing reads the callback with its version and updates it only if unchanged; if
+another agent closed it meanwhile, the attempt runs again and finds it done.
 """
 
 from __future__ import annotations
@@ -12,22 +17,22 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from google.api_core import exceptions as gexc
-from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from common.adapters.firestore_store import CALLBACKS, RPC, get_with_version
+from common.adapters.firestore_store import CALLBACKS
 from common.domain.errors import (
     CallbackNotFoundError,
     ForbiddenError,
     InvalidStateTransitionError,
+    OverloadedError,
     ValidationFailedError,
 )
 from common.domain.pesel import parse_pesel, pesel_key
 from common.domain.rulebook import RuleBook
 from common.domain.visits import local_day
-from common.services.actions import Subject, audit_action
+from common.services.actions import Subject
 from common.services.idempotency import IdempotencyScope, StoredResponse
+from common.services.unit_of_work import UnitOfWork, UnitOfWorkRunner
 
 MAX_LISTED = 200
 _PHONE = re.compile(r"^\+48 ?\d{3} ?\d{3} ?\d{3}$")
@@ -63,8 +68,8 @@ class CloseCallbackRequest(_Body):
 
 
 class CallbackService:
-    def __init__(self, client: firestore.Client, rule_book: RuleBook, secret: bytes) -> None:
-        self.db = client
+    def __init__(self, units: UnitOfWorkRunner, rule_book: RuleBook, secret: bytes) -> None:
+        self.units = units
         self.rule_book = rule_book
         self.secret = secret
 
@@ -91,40 +96,37 @@ class CallbackService:
         if body.product is not None:
             self.rule_book.rules_at(now).catalogue.get(body.product)
         key = pesel_key(pesel, self.secret)
-        callback_id = uuid.uuid4().hex
-        document = {
-            "callback_id": callback_id,
-            "status": "open",
-            "pesel": pesel.value,
-            "patient_key": key,
-            "phone": body.phone,
-            "preferred_postcode": body.preferred_postcode,
-            "product": body.product,
-            "note": body.note,
-            "created_at": now,
-            "created_by_role": actor.role,
-            "created_by_uid": actor.uid,
-        }
-        response = StoredResponse(201, {"callback": self._view(document)})
-        batch = self.db.batch()
-        batch.create(self.db.collection(CALLBACKS).document(callback_id), document)
-        audit_action(
-            batch, self.db, actor, "callback.request", [Subject("", key)], now, callback=callback_id
+
+        def attempt(uow: UnitOfWork) -> StoredResponse:
+            callback_id = uuid.uuid4().hex
+            document = {
+                "callback_id": callback_id,
+                "status": "open",
+                "pesel": pesel.value,
+                "patient_key": key,
+                "phone": body.phone,
+                "preferred_postcode": body.preferred_postcode,
+                "product": body.product,
+                "note": body.note,
+                "created_at": now,
+                "created_by_role": actor.role,
+                "created_by_uid": actor.uid,
+            }
+            uow.create(CALLBACKS, callback_id, document)
+            uow.audit(actor, "callback.request", [Subject("", key)], now, callback=callback_id)
+            return uow.respond(StoredResponse(201, {"callback": self._view(document)}))
+
+        return self.units.run(
+            attempt,
+            idem=idem,
+            gave_up=lambda: OverloadedError("the callback list is busy; try again shortly"),
         )
-        if idem is not None:
-            idem.complete(batch, response)
-        batch.commit(**RPC)
-        return response
 
     def list(self, actor: Any, query: CallbackQuery) -> dict[str, Any]:
         if actor.role not in ("agent", "admin"):
             raise ForbiddenError(f"this operation is not open to the role '{actor.role}'")
-        found = (
-            self.db.collection(CALLBACKS)
-            .where(filter=firestore.FieldFilter("status", "==", query.status))
-            .stream(**RPC)
-        )
-        items = sorted((s.to_dict() for s in found), key=lambda d: d["created_at"])
+        found = self.units.reader().query(CALLBACKS, ("status", "==", query.status))
+        items = sorted((d.data for d in found), key=lambda d: d["created_at"])
         return {"callbacks": [self._view(d) for d in items[:MAX_LISTED]]}
 
     def close(
@@ -139,39 +141,37 @@ class CallbackService:
             raise ForbiddenError(f"this operation is not open to the role '{actor.role}'")
         if not _ID.match(callback_id or ""):
             raise CallbackNotFoundError()
-        ref = self.db.collection(CALLBACKS).document(callback_id)
-        data, version = get_with_version(ref)
-        if data is None or version is None:
-            raise CallbackNotFoundError()
-        if data["status"] != "open":
-            raise InvalidStateTransitionError("the callback is already done")
-        changes = {
-            "status": "done",
-            "outcome": body.outcome,
-            "outcome_note": body.note,
-            "done_at": now,
-            "done_by_uid": actor.uid,
-        }
-        response = StoredResponse(200, {"callback": self._view(data | changes)})
-        batch = self.db.batch()
-        batch.update(ref, changes, option=self.db.write_option(last_update_time=version))
-        audit_action(
-            batch,
-            self.db,
-            actor,
-            "callback.done",
-            [Subject("", data["patient_key"])],
-            now,
-            callback=callback_id,
-            outcome=body.outcome,
+
+        def attempt(uow: UnitOfWork) -> StoredResponse:
+            found = uow.get(CALLBACKS, callback_id)
+            if found is None or found.version is None:
+                raise CallbackNotFoundError()
+            data = found.data
+            if data["status"] != "open":
+                raise InvalidStateTransitionError("the callback is already done")
+            changes = {
+                "status": "done",
+                "outcome": body.outcome,
+                "outcome_note": body.note,
+                "done_at": now,
+                "done_by_uid": actor.uid,
+            }
+            uow.update(CALLBACKS, callback_id, changes, if_version=found.version)
+            uow.audit(
+                actor,
+                "callback.done",
+                [Subject("", data["patient_key"])],
+                now,
+                callback=callback_id,
+                outcome=body.outcome,
+            )
+            return uow.respond(StoredResponse(200, {"callback": self._view(data | changes)}))
+
+        return self.units.run(
+            attempt,
+            idem=idem,
+            gave_up=lambda: InvalidStateTransitionError("the callback changed meanwhile"),
         )
-        if idem is not None:
-            idem.complete(batch, response)
-        try:
-            batch.commit(**RPC)
-        except (gexc.FailedPrecondition, gexc.NotFound):
-            raise InvalidStateTransitionError("the callback changed meanwhile") from None
-        return response
 
     @staticmethod
     def _view(data: dict[str, Any]) -> dict[str, Any]:

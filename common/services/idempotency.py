@@ -24,9 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from google.cloud import firestore
-
-from common.adapters.firestore_store import IDEMPOTENCY, RPC
+from common.adapters.firestore_store import IDEMPOTENCY
 from common.domain.errors import (
     IdempotencyKeyMismatchError,
     RequestInProgressError,
@@ -62,8 +60,6 @@ class IdempotencyScope:
     doc_id: str
     fingerprint: str
     created_at: datetime
-    # The record's reference, for services that still write their own batch (see complete()).
-    ref: Any = None
 
     def record(self, response: StoredResponse) -> dict[str, Any]:
         return {
@@ -74,10 +70,6 @@ class IdempotencyScope:
             "created_at": self.created_at,
             "expires_at": self.created_at + RECORD_TTL,
         }
-
-    def complete(self, batch: Any, response: StoredResponse) -> None:
-        """Store the answer in a batch the service commits itself (a create: one request wins)."""
-        batch.create(self.ref, self.record(response))
 
     def stored(self, reader: _Reader) -> dict[str, Any] | None:
         """The key's record if a request with it has committed (read after a conflict)."""
@@ -116,8 +108,8 @@ def replay(stored: dict[str, Any], fingerprint: str) -> StoredResponse:
 
 
 class Idempotency:
-    def __init__(self, client: firestore.Client) -> None:
-        self._client = client
+    def __init__(self, units: Any) -> None:
+        self._units = units  # a unit-of-work runner: the look-up is one read of its reader
 
     def run(
         self,
@@ -129,11 +121,10 @@ class Idempotency:
         action: Callable[[IdempotencyScope], StoredResponse],
     ) -> StoredResponse:
         doc_id = record_id(caller_uid, key)
-        ref = self._client.collection(IDEMPOTENCY).document(doc_id)
-        snapshot = ref.get(**RPC)
-        if snapshot.exists:
-            return replay(snapshot.to_dict(), fingerprint)
+        found = self._units.reader().get(IDEMPOTENCY, doc_id)
+        if found is not None:
+            return replay(found.data, fingerprint)
         try:
-            return action(IdempotencyScope(doc_id, fingerprint, now, ref))
+            return action(IdempotencyScope(doc_id, fingerprint, now))
         except IdempotentReplay as earlier:
             return replay(earlier.stored, fingerprint)

@@ -7,12 +7,11 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from google.api_core import exceptions as gexc
-from google.cloud import firestore
-
 from common import structured_log as log
-from common.adapters.firestore_store import INTEGRATION_LOG, RPC
+from common.adapters.firestore_store import INTEGRATION_LOG
+from common.domain.errors import DependencyUnavailableError
 from common.domain.events import EVENT_TYPES
+from common.services.unit_of_work import UnitOfWork, UnitOfWorkRunner
 
 LOG_RETENTION = timedelta(days=30)
 
@@ -33,7 +32,7 @@ def decode_push(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     return payload, attributes
 
 
-def record_event(client: firestore.Client, data: dict[str, Any], now: datetime) -> bool:
+def record_event(units: UnitOfWorkRunner, data: dict[str, Any], now: datetime) -> bool:
     """True when stored now; False for a duplicate or a message of a type we do not log."""
     try:
         payload, attributes = decode_push(data)
@@ -44,8 +43,11 @@ def record_event(client: firestore.Client, data: dict[str, Any], now: datetime) 
     event_type = attributes.get("event_type") or payload.get("event_type")
     if event_type not in EVENT_TYPES:
         return False
-    try:
-        client.collection(INTEGRATION_LOG).document(payload["event_id"]).create(
+
+    def attempt(uow: UnitOfWork) -> bool:
+        uow.create(
+            INTEGRATION_LOG,
+            payload["event_id"],
             {
                 "event_type": event_type,
                 "payload": payload,
@@ -53,8 +55,12 @@ def record_event(client: firestore.Client, data: dict[str, Any], now: datetime) 
                 # The log is a recent window for integrators, not an archive (Firestore TTL).
                 "expires_at": now + LOG_RETENTION,
             },
-            **RPC,
         )
-    except gexc.Conflict:
-        return False
-    return True
+        return True
+
+    # Already there: an earlier delivery of the same event stored it.
+    return units.run(
+        attempt,
+        on_conflict=lambda _uow: False,
+        gave_up=lambda: DependencyUnavailableError("the integration log is not writable now"),
+    )

@@ -21,6 +21,11 @@ A gateway that is down or slow (timeout, 5xx, 429) raises DependencyUnavailableE
 record stays `sending`, the push gets a non-2xx answer and Pub/Sub redelivers with backoff;
 after `max_delivery_attempts` the message goes to `notifications-dead-letter`. A 4xx from the
 gateway (a malformed number) will not get better by retrying: the record becomes `failed`.
+
+Each Firestore step is its own unit of work (common/services/unit_of_work.py): the claim of
+step 2 (a `create()` whose conflict means "already claimed: look at its state"), then the
+outcome of step 4 (or `failed`, or the attempt count). The send itself is never inside an
+attempt: an attempt may run more than once, an SMS must not.
 """
 
 from __future__ import annotations
@@ -37,11 +42,12 @@ from google.cloud import firestore
 from pydantic import ValidationError
 
 from common import structured_log as log
-from common.adapters.firestore_store import APPOINTMENTS, NOTIFICATIONS, PATIENTS, POINTS, RPC
+from common.adapters.firestore_store import APPOINTMENTS, NOTIFICATIONS, PATIENTS, POINTS
 from common.adapters.http_errors import PeerConflictError, PeerError
 from common.adapters.sms_client import SmsClient
 from common.domain import sms_texts
 from common.domain.appointments import Appointment, AppointmentStatus
+from common.domain.errors import DependencyUnavailableError
 from common.domain.events import (
     EVENT_TYPES,
     AppointmentBooked,
@@ -52,6 +58,7 @@ from common.domain.events import (
 )
 from common.domain.rulebook import RuleBook
 from common.services.integration_log import MalformedMessageError, decode_push
+from common.services.unit_of_work import RetryPolicy, UnitOfWork, UnitOfWorkRunner
 
 FINAL_STATUSES = frozenset({"sent", "failed", "skipped"})
 HANDLED_EVENTS = frozenset(
@@ -63,6 +70,8 @@ HANDLED_EVENTS = frozenset(
     }
 )
 PATIENT_SUFFIX = "p"
+# A record of what went wrong is best effort: tried once, never in the way of the real error.
+BEST_EFFORT = RetryPolicy(attempts=1)
 _NON_DIGITS = re.compile(r"[^0-9+]")
 
 
@@ -84,28 +93,79 @@ def short_hash(*parts: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
+def _record_contended() -> Exception:
+    return DependencyUnavailableError("the notification record keeps changing; retry later")
+
+
 class SmsSender:
     """Sends one SMS per notification id, whatever the number of attempts (module docstring)."""
 
-    def __init__(self, client: firestore.Client, sms: SmsClient) -> None:
-        self.db = client
+    def __init__(self, units: UnitOfWorkRunner, sms: SmsClient) -> None:
+        self.units = units
         self.sms = sms
 
-    def _ref(self, notification_id: str) -> firestore.DocumentReference:
-        return self.db.collection(NOTIFICATIONS).document(notification_id)
-
     def status(self, notification_id: str) -> str | None:
-        snapshot = self._ref(notification_id).get(**RPC)
-        return snapshot.get("status") if snapshot.exists else None
+        found = self.units.reader().get(NOTIFICATIONS, notification_id)
+        return found.data.get("status") if found is not None else None
 
     def skip(self, notification_id: str, reason: str, meta: dict[str, Any], now: datetime) -> None:
         """Record a decision not to send (operators see why nothing went out)."""
-        try:
-            self._ref(notification_id).create(
-                {**meta, "status": "skipped", "reason": reason, "created_at": now}, **RPC
+
+        def attempt(uow: UnitOfWork) -> str:
+            record = {**meta, "status": "skipped", "reason": reason, "created_at": now}
+            uow.create(NOTIFICATIONS, notification_id, record)
+            return "recorded"
+
+        # Already there: a decision (or a send) recorded for this id before; it stands.
+        self.units.run(attempt, on_conflict=lambda _uow: "exists", gave_up=_record_contended)
+
+    def _claim(
+        self,
+        notification_id: str,
+        render: Callable[[], str],
+        meta: dict[str, Any],
+        now: datetime,
+        retry_failed: bool,
+    ) -> str | None:
+        """Step 2: the text to send (claimed now, or by an attempt that may have died), or
+        None when the notification is done already."""
+
+        def attempt(uow: UnitOfWork) -> str | None:
+            found = uow.get(NOTIFICATIONS, notification_id)
+            if found is not None:
+                stored = found.data
+                retry = retry_failed and stored.get("status") == "failed" and "text" in stored
+                if stored.get("status") in FINAL_STATUSES and not retry:
+                    return None
+                return str(stored["text"])
+            text = render()
+            uow.create(
+                NOTIFICATIONS,
+                notification_id,
+                {
+                    **meta,
+                    "status": "sending",
+                    "text": text,
+                    "client_message_id": notification_id,
+                    "created_at": now,
+                    "updated_at": now,
+                },
             )
-        except gexc.Conflict:
-            pass
+            return text
+
+        # A conflict: another attempt claimed it meanwhile; the attempt, run again, reads its
+        # state (done: nothing to do; sending: carry on with the stored text).
+        return self.units.run(attempt, on_conflict=lambda _uow: None, gave_up=_record_contended)
+
+    def _record(
+        self, notification_id: str, fields: dict[str, Any], policy: RetryPolicy | None = None
+    ) -> None:
+        """Step 4 (or its failure): the outcome on the claimed record."""
+
+        def attempt(uow: UnitOfWork) -> None:
+            uow.update(NOTIFICATIONS, notification_id, fields)
+
+        self.units.run(attempt, gave_up=_record_contended, policy=policy)
 
     def send_once(
         self,
@@ -116,47 +176,28 @@ class SmsSender:
         now: datetime,
         retry_failed: bool = False,
     ) -> str:
-        """Returns the final status: 'sent', 'failed', 'skipped' (or raises to be retried).
+        """Returns the final status: 'sent', 'failed', 'duplicate' (or raises to be retried).
 
         `retry_failed` (an operator's replay from the dead-letter topic) tries a `failed`
         notification once more, under the same id and with the same text."""
-        ref = self._ref(notification_id)
-        snapshot = ref.get(**RPC)
-        if snapshot.exists:
-            stored = snapshot.to_dict()
-            retry = retry_failed and stored["status"] == "failed" and "text" in stored
-            if stored["status"] in FINAL_STATUSES and not retry:
-                return "duplicate"
-            text = stored["text"]
-        else:
-            text = render()
-            try:
-                ref.create(
-                    {
-                        **meta,
-                        "status": "sending",
-                        "text": text,
-                        "client_message_id": notification_id,
-                        "created_at": now,
-                        "updated_at": now,
-                    },
-                    **RPC,
-                )
-            except gexc.Conflict:
-                stored = ref.get(**RPC).to_dict() or {}
-                if stored.get("status") in FINAL_STATUSES:
-                    return "duplicate"
-                text = stored.get("text", text)
+        text = self._claim(notification_id, render, meta, now, retry_failed)
+        if text is None:
+            return "duplicate"
         try:
             message_id = self.sms.send(phone, text, client_message_id=notification_id)
         except PeerConflictError:
             # The gateway already holds another message under this id (the phone number
             # changed between attempts): a second SMS would break the promise; stop here.
-            ref.update({"status": "failed", "error": "client_message_id_conflict"}, **RPC)
+            self._record(
+                notification_id,
+                {"status": "failed", "error": "client_message_id_conflict", "updated_at": now},
+            )
             log.error("notification refused by the gateway", notification=notification_id)
             return "failed"
         except PeerError as err:
-            ref.update({"status": "failed", "error": err.code, "updated_at": now}, **RPC)
+            self._record(
+                notification_id, {"status": "failed", "error": err.code, "updated_at": now}
+            )
             log.error(
                 "notification refused by the gateway",
                 notification=notification_id,
@@ -166,20 +207,21 @@ class SmsSender:
             return "failed"
         except Exception as err:
             try:  # best effort: the operator sees how often it was tried and why
-                ref.update(
+                self._record(
+                    notification_id,
                     {
                         "attempts": firestore.Increment(1),
                         "last_error": type(err).__name__,
                         "updated_at": now,
                     },
-                    **RPC,
+                    policy=BEST_EFFORT,
                 )
-            except gexc.GoogleAPICallError:
+            except (gexc.GoogleAPICallError, DependencyUnavailableError):
                 pass
             raise
-        ref.update(
+        self._record(
+            notification_id,
             {"status": "sent", "gateway_message_id": message_id, "sent_at": now, "updated_at": now},
-            **RPC,
         )
         return "sent"
 
@@ -189,12 +231,14 @@ class NotificationService:
 
     def __init__(
         self,
-        client: firestore.Client,
+        units: UnitOfWorkRunner,
         rule_book: RuleBook,
         sender: SmsSender,
         reminders: Any,  # common.services.reminders.ReminderScheduler (or None: no reminders)
     ) -> None:
-        self.db = client
+        # Reads only: what this service writes (the notification records) goes through the
+        # sender's units of work; what it asks of Cloud Tasks, through the scheduler.
+        self.units = units
         self.rule_book = rule_book
         self.sender = sender
         self.reminders = reminders
@@ -203,8 +247,8 @@ class NotificationService:
     def _doc(self, collection: str, doc_id: str | None) -> dict[str, Any] | None:
         if not doc_id:
             return None
-        snapshot = self.db.collection(collection).document(doc_id).get(**RPC)
-        return snapshot.to_dict() if snapshot.exists else None
+        found = self.units.reader().get(collection, doc_id)
+        return found.data if found is not None else None
 
     def _appointment(self, appointment_id: str | None) -> Appointment | None:
         data = self._doc(APPOINTMENTS, appointment_id)

@@ -19,6 +19,12 @@ pull subscription `p1-reports-dead-letter-inspect` and, once the cause is fixed,
 (`python -m emulator.replay_dead_letters`), which republishes with the attribute
 `replay=true`: a replayed message is tried again even when the report was `rejected`.
 
+Each Firestore step is a unit of work (common/services/unit_of_work.py), and P1 and the
+dead-letter topic are called only between them, never inside an attempt (an attempt may run
+more than once): first the claim (read the report: done already? else count the attempt and
+read the patient), then the call to P1, then its outcome (`reported`, `rejected`, or the last
+error).
+
 Nothing here logs or stores a PESEL: it is read from `patients/{patient_key}` only to build
 the request.
 """
@@ -28,6 +34,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -35,7 +42,7 @@ from google.cloud import firestore
 from pydantic import ValidationError
 
 from common import structured_log as log
-from common.adapters.firestore_store import PATIENTS, RPC
+from common.adapters.firestore_store import PATIENTS
 from common.adapters.http_errors import PeerProtocolError, PeerRejectedError
 from common.adapters.p1_client import P1Ack, P1VaccinationRecord
 from common.adapters.pubsub_publisher import EventPublisher
@@ -43,6 +50,7 @@ from common.domain.calendar import WARSAW
 from common.domain.errors import DependencyUnavailableError, InvalidPeselError
 from common.domain.events import VaccinationCompleted
 from common.domain.pesel import parse_pesel
+from common.services.unit_of_work import UnitOfWork, UnitOfWorkRunner
 
 P1_REPORTS = "p1_reports"
 P1_DEAD_LETTER_TOPIC = "p1-reports-dead-letter"
@@ -51,6 +59,19 @@ HANDLED_TYPE = VaccinationCompleted.event_type
 
 class VaccinationSink(Protocol):
     def report_vaccination(self, record: P1VaccinationRecord) -> P1Ack: ...
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """What the claim decided: done already (`outcome`), or the record to send (None when
+    the patient is unknown to us)."""
+
+    outcome: str | None = None
+    record: P1VaccinationRecord | None = None
+
+
+def _contended() -> Exception:
+    return DependencyUnavailableError("the P1 report record keeps changing; retry later")
 
 
 def _message(data: dict[str, Any] | None) -> tuple[bytes, dict[str, str]]:
@@ -66,11 +87,11 @@ def _message(data: dict[str, Any] | None) -> tuple[bytes, dict[str, str]]:
 class P1Reporter:
     def __init__(
         self,
-        client: firestore.Client,
+        units: UnitOfWorkRunner,
         p1: VaccinationSink | Callable[[], VaccinationSink],
         publisher: EventPublisher,
     ) -> None:
-        self.db = client
+        self.units = units
         # A factory is welcome: the events this function ignores need no P1 configuration.
         self._p1 = p1
         self.publisher = publisher
@@ -106,50 +127,29 @@ class P1Reporter:
         self, event: VaccinationCompleted, raw: bytes, attributes: dict[str, str], now: datetime
     ) -> str:
         vaccination_id = event.appointment_id
-        report_ref = self.db.collection(P1_REPORTS).document(vaccination_id)
-        snapshot = report_ref.get(**RPC)
-        known = snapshot.to_dict() if snapshot.exists else {}
-        if known.get("status") == "reported":
-            return "already_reported"
-        replayed = attributes.get("replay") == "true"
-        if known.get("status") == "rejected" and not replayed:
-            return "already_rejected"  # in the dead letters already; a replay retries it
-        report_ref.set(
-            {
-                "vaccination_id": vaccination_id,
-                "event_id": event.event_id,
-                "patient_key": event.patient_key,
-                "point_id": event.point_id,
-                "attempts": firestore.Increment(1),
-                "last_attempt_at": now,
-            },
-            merge=True,
-            **RPC,
-        )
-        record = self._record(event, now)
-        if record is None:
-            return self._reject(report_ref, raw, attributes, "patient_unknown", None, now)
+        claim = self._claim(event, attributes.get("replay") == "true", now)
+        if claim.outcome is not None:
+            return claim.outcome
+        if claim.record is None:
+            return self._reject(vaccination_id, raw, attributes, "patient_unknown", None, now)
         try:
-            ack = self.p1.report_vaccination(record)
+            ack = self.p1.report_vaccination(claim.record)
         except PeerRejectedError as err:
-            return self._reject(report_ref, raw, attributes, err.code, err.status, now)
+            return self._reject(vaccination_id, raw, attributes, err.code, err.status, now)
         except (DependencyUnavailableError, PeerProtocolError) as err:
-            report_ref.set(
-                {"last_error": {"kind": type(err).__name__, "at": now}}, merge=True, **RPC
-            )
+            self._save(vaccination_id, {"last_error": {"kind": type(err).__name__, "at": now}})
             log.warning("P1 report failed, to be redelivered", vaccination_id=vaccination_id)
             if isinstance(err, PeerProtocolError):
                 raise DependencyUnavailableError("P1 answered something unreadable") from None
             raise
-        report_ref.set(
+        self._save(
+            vaccination_id,
             {
                 "status": "reported",
                 "p1_ack": ack.model_dump(mode="json"),
                 "reported_at": now,
-                "last_error": firestore.DELETE_FIELD,
+                "last_error": None,  # over: cleared (null), the same in every store
             },
-            merge=True,
-            **RPC,
         )
         log.info(
             "vaccination reported to P1",
@@ -159,9 +159,49 @@ class P1Reporter:
         )
         return "reported"
 
-    def _record(self, event: VaccinationCompleted, now: datetime) -> P1VaccinationRecord | None:
-        snapshot = self.db.collection(PATIENTS).document(event.patient_key).get(**RPC)
-        pesel = (snapshot.to_dict() or {}).get("pesel") if snapshot.exists else None
+    def _claim(self, event: VaccinationCompleted, replayed: bool, now: datetime) -> _Claim:
+        """One unit of work: done already? Else count this attempt and read the patient."""
+        vaccination_id = event.appointment_id
+
+        def attempt(uow: UnitOfWork) -> _Claim:
+            found = uow.get(P1_REPORTS, vaccination_id)
+            known = found.data if found is not None else {}
+            if known.get("status") == "reported":
+                return _Claim(outcome="already_reported")
+            if known.get("status") == "rejected" and not replayed:
+                # In the dead letters already; a replay (replay=true) retries it.
+                return _Claim(outcome="already_rejected")
+            uow.set(
+                P1_REPORTS,
+                vaccination_id,
+                {
+                    "vaccination_id": vaccination_id,
+                    "event_id": event.event_id,
+                    "patient_key": event.patient_key,
+                    "point_id": event.point_id,
+                    "attempts": firestore.Increment(1),
+                    "last_attempt_at": now,
+                },
+                merge=True,
+            )
+            return _Claim(record=self._record(uow, event, now))
+
+        return self.units.run(attempt, gave_up=_contended)
+
+    def _save(self, vaccination_id: str, fields: dict[str, Any]) -> None:
+        """An outcome (or the last error) on the report, in its own unit of work."""
+
+        def attempt(uow: UnitOfWork) -> None:
+            uow.set(P1_REPORTS, vaccination_id, fields, merge=True)
+
+        self.units.run(attempt, gave_up=_contended)
+
+    @staticmethod
+    def _record(
+        uow: UnitOfWork, event: VaccinationCompleted, now: datetime
+    ) -> P1VaccinationRecord | None:
+        patient = uow.get(PATIENTS, event.patient_key)
+        pesel = patient.data.get("pesel") if patient is not None else None
         if not isinstance(pesel, str):
             return None
         try:
@@ -181,7 +221,7 @@ class P1Reporter:
 
     def _reject(
         self,
-        report_ref: firestore.DocumentReference,
+        vaccination_id: str,
         raw: bytes,
         attributes: dict[str, str],
         code: str,
@@ -191,14 +231,13 @@ class P1Reporter:
         # Dead-letter first: if recording fails after it, the redelivery dead-letters again
         # (a duplicate an operator may replay harmlessly), never nothing.
         self._dead_letter(raw, attributes, code, status)
-        report_ref.set(
+        self._save(
+            vaccination_id,
             {"status": "rejected", "error": {"code": code, "status": status}, "rejected_at": now},
-            merge=True,
-            **RPC,
         )
         log.error(
             "P1 refused a vaccination report: dead-lettered",
-            vaccination_id=report_ref.id,
+            vaccination_id=vaccination_id,
             code=code,
             status=status,
         )

@@ -11,6 +11,13 @@ replaying it changes nothing:
   set    patients/{patient_key}    merge: the PESEL is a field, never an id
   update sync_state/p1_referrals   cursor (precondition: the version read)
 
+The page is fetched from P1 first, outside any unit of work (an attempt may run more than
+once; a call to P1 is not part of one); then the page's unit of work (common/services/
+unit_of_work.py) reads the cursor again and stages nothing if another run moved it meanwhile:
+this run then reads on from the new cursor. A referral changed under the attempt (a stale
+version) makes the unit of work run the attempt again from its reads, under the one retry
+policy; the page's P1 answer is still good, the cursor has not moved.
+
 A referral that we closed ourselves (`used`, when a visit was completed) stays `used`: P1
 only learns it from our report, and a status never goes back from `used`. Logs carry counts
 and cursors, never a PESEL.
@@ -22,21 +29,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from google.api_core import exceptions as gexc
-from google.cloud import firestore
-
 from common import structured_log as log
-from common.adapters.firestore_store import PATIENTS, REFERRALS, RPC, get_many
+from common.adapters.firestore_store import PATIENTS, REFERRALS
 from common.adapters.p1_client import P1Referral
 from common.domain.calendar import WARSAW
 from common.domain.errors import InvalidPeselError
 from common.domain.pesel import parse_pesel, pesel_key
-from common.services.sync_cursor import cursor_behind, load_cursor, write_cursor
+from common.services.sync_cursor import cursor_behind, load_cursor, stage_cursor
+from common.services.unit_of_work import UnitOfWork, UnitOfWorkRunner
 
 CURSOR_NAME = "p1_referrals"
 PAGE_SIZE = 100
 MAX_PAGES = 20
-MAX_COMMIT_ATTEMPTS = 5
+
+
+class _PageContended(Exception):
+    """The page's commit kept finding its reads stale: left for the next run."""
 
 
 class ReferralSource(Protocol):
@@ -83,14 +91,14 @@ def _newest_per_id(referrals: list[P1Referral]) -> list[P1Referral]:
 class P1ReferralSync:
     def __init__(
         self,
-        client: firestore.Client,
+        units: UnitOfWorkRunner,
         p1: ReferralSource,
         pesel_secret: bytes,
         *,
         page_size: int = PAGE_SIZE,
         max_pages: int = MAX_PAGES,
     ) -> None:
-        self.db = client
+        self.units = units
         self.p1 = p1
         self.secret = pesel_secret
         self.page_size = page_size
@@ -106,46 +114,51 @@ class P1ReferralSync:
 
     def _one_page(self, now: datetime, summary: SyncSummary) -> bool:
         """Sync one page; False when there is nothing more to do in this run."""
-        for _ in range(MAX_COMMIT_ATTEMPTS):
-            state = load_cursor(self.db, CURSOR_NAME)
-            summary.cursor = state.cursor
-            referrals, next_cursor = self.p1.referrals_since(state.cursor, self.page_size)
-            if not referrals:
-                summary.caught_up = True
-                return False
-            if cursor_behind(next_cursor, state.cursor):
-                summary.refused_backwards = True
-                log.error(
-                    "P1 answered with a cursor behind ours: not followed",
-                    stored=state.cursor,
-                    offered=next_cursor,
-                )
-                return False
-            batch = self.db.batch()
-            counts = self._write_page(batch, _newest_per_id(referrals), now)
-            write_cursor(batch, self.db, state, next_cursor, now, last_page_size=len(referrals))
-            try:
-                batch.commit(**RPC)
-            except (gexc.Conflict, gexc.FailedPrecondition, gexc.NotFound):
-                continue  # another run (or a write of ours) moved first: read again
-            summary.pages += 1
-            summary.received += len(referrals)
-            summary.written += counts["written"]
-            summary.stale += counts["stale"]
-            summary.invalid += counts["invalid"]
-            summary.cursor = next_cursor
-            return True
-        log.warning("p1 referral sync: page kept conflicting, left for the next run")
-        return False
+        state = load_cursor(self.units.reader(), CURSOR_NAME)
+        summary.cursor = state.cursor
+        referrals, next_cursor = self.p1.referrals_since(state.cursor, self.page_size)
+        if not referrals:
+            summary.caught_up = True
+            return False
+        if cursor_behind(next_cursor, state.cursor):
+            summary.refused_backwards = True
+            log.error(
+                "P1 answered with a cursor behind ours: not followed",
+                stored=state.cursor,
+                offered=next_cursor,
+            )
+            return False
+        page = _newest_per_id(referrals)
 
-    def _write_page(
-        self, batch: firestore.WriteBatch, referrals: list[P1Referral], now: datetime
+        def attempt(uow: UnitOfWork) -> dict[str, int] | None:
+            if load_cursor(uow, CURSOR_NAME).version != state.version:
+                return None  # another run moved the cursor since P1 was asked: not our page
+            counts = self._stage_page(uow, page, now)
+            stage_cursor(uow, state, next_cursor, now, last_page_size=len(referrals))
+            return counts
+
+        try:
+            # A conflict (a referral or the cursor created meanwhile): run the attempt again,
+            # from its reads; it sees what is there now.
+            counts = self.units.run(attempt, on_conflict=lambda _uow: None, gave_up=_PageContended)
+        except _PageContended:
+            log.warning("p1 referral sync: page kept conflicting, left for the next run")
+            return False
+        if counts is None:
+            return True  # read on from where the other run left the cursor
+        summary.pages += 1
+        summary.received += len(referrals)
+        summary.written += counts["written"]
+        summary.stale += counts["stale"]
+        summary.invalid += counts["invalid"]
+        summary.cursor = next_cursor
+        return True
+
+    def _stage_page(
+        self, uow: UnitOfWork, referrals: list[P1Referral], now: datetime
     ) -> dict[str, int]:
         today = now.astimezone(WARSAW).date()
-        refs = {
-            r.referral_id: self.db.collection(REFERRALS).document(r.referral_id) for r in referrals
-        }
-        snapshots = {s.reference.path: s for s in self.db.get_all(list(refs.values()), **RPC)}
+        stored_docs = uow.get_all([(REFERRALS, r.referral_id) for r in referrals])
         counts = {"written": 0, "stale": 0, "invalid": 0}
         for referral in referrals:
             try:
@@ -153,9 +166,8 @@ class P1ReferralSync:
             except InvalidPeselError:
                 counts["invalid"] += 1  # counted, never logged: the value is a PESEL
                 continue
-            ref = refs[referral.referral_id]
-            snapshot = snapshots.get(ref.path)
-            stored = snapshot.to_dict() if snapshot is not None and snapshot.exists else None
+            found = stored_docs[(REFERRALS, referral.referral_id)]
+            stored = found.data if found is not None else None
             if stored is not None and int(stored.get("sequence") or 0) >= referral.sequence:
                 counts["stale"] += 1
                 continue
@@ -171,16 +183,13 @@ class P1ReferralSync:
                 "source": "p1",
                 "synced_at": now,
             }
-            if stored is None:
-                batch.create(ref, document)
+            if found is None:
+                uow.create(REFERRALS, referral.referral_id, document)
             else:
-                batch.update(
-                    ref,
-                    document,
-                    option=self.db.write_option(last_update_time=snapshot.update_time),
-                )
-            batch.set(
-                self.db.collection(PATIENTS).document(key),
+                uow.update(REFERRALS, referral.referral_id, document, if_version=found.version)
+            uow.set(
+                PATIENTS,
+                key,
                 {
                     "patient_key": key,
                     "pesel": pesel.value,
@@ -193,8 +202,7 @@ class P1ReferralSync:
         return counts
 
 
-def referral_documents(client: firestore.Client, referral_ids: list[str]) -> dict[str, Any]:
+def referral_documents(units: UnitOfWorkRunner, referral_ids: list[str]) -> dict[str, Any]:
     """The stored referrals by id (tests and operators)."""
-    refs = [client.collection(REFERRALS).document(r) for r in referral_ids]
-    found = get_many(client, refs)
-    return {ref.id: found[ref.path] for ref in refs}
+    found = units.reader().get_all([(REFERRALS, r) for r in referral_ids])
+    return {r: (d.data if (d := found[(REFERRALS, r)]) is not None else None) for r in referral_ids}

@@ -1,28 +1,28 @@
 """Admins create and update vaccination points, and the search directory follows.
 
-The point document, its audit entry and the idempotency record are one commit; the
-directory chunks are rebuilt right after it from every point (common/services/directory.py),
-so search sees the change within its one-minute cache. A point created here gets an empty
-calendar, so that its staff can publish one.
+The point document, its empty calendar (for a new point: so that its staff can publish one),
+its audit entry and the idempotency record are one commit, a unit of work
+(common/services/unit_of_work.py). The directory chunks are rebuilt right after the commit
+from every point (common/services/directory.py), so search sees the change within its
+one-minute cache; they are a view of the points, so a rebuild that fails is logged and the
+next upsert rebuilds them whole.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from google.api_core import exceptions as gexc
-from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from common.adapters.firestore_store import AVAILABILITY, POINTS, RPC
+from common.adapters.firestore_store import AVAILABILITY, POINTS
 from common.domain.calendar import is_point_id
-from common.domain.errors import ForbiddenError, PointNotFoundError
+from common.domain.errors import ForbiddenError, InvalidStateTransitionError, PointNotFoundError
 from common.domain.rulebook import RuleBook
-from common.services.actions import audit_action
 from common.services.availability import changed
-from common.services.directory import rebuild_directory
 from common.services.idempotency import IdempotencyScope, StoredResponse
+from common.services.unit_of_work import UnitOfWork, UnitOfWorkRunner
 
 # Poland's bounding box, a little generous at the edges.
 LAT_RANGE = (49.0, 54.9)
@@ -54,18 +54,25 @@ class PointRequest(BaseModel):
 
 
 class PointsAdminService:
-    def __init__(self, client: firestore.Client, rule_book: RuleBook) -> None:
-        self.db = client
+    def __init__(
+        self,
+        units: UnitOfWorkRunner,
+        rule_book: RuleBook,
+        rebuild_directory: Callable[[Sequence[dict[str, Any]]], None],
+    ) -> None:
+        self.units = units
         self.rule_book = rule_book
+        # Rewrites the search directory from every point (directory.rebuild_directory).
+        self.rebuild_directory = rebuild_directory
 
     def get(self, point_id: str) -> dict[str, Any]:
         """A point's public details (any signed-in caller): one document read."""
         if not is_point_id(point_id):
             raise PointNotFoundError()
-        snapshot = self.db.collection(POINTS).document(point_id).get(**RPC)
-        if not snapshot.exists:
+        found = self.units.reader().get(POINTS, point_id)
+        if found is None:
             raise PointNotFoundError()
-        return {"point": snapshot.to_dict()}
+        return {"point": found.data}
 
     def upsert(
         self,
@@ -82,25 +89,27 @@ class PointsAdminService:
         catalogue = self.rule_book.rules_at(now).catalogue
         for product in body.products:
             catalogue.get(product)
-        ref = self.db.collection(POINTS).document(point_id)
-        existed = ref.get(**RPC).exists
         point = {"point_id": point_id, **body.model_dump()}
-        response = StoredResponse(200 if existed else 201, {"point": point})
-        batch = self.db.batch()
-        batch.set(ref, point)
-        audit_action(
-            batch, self.db, actor, "point.upsert", [], now, point_id=point_id, created=not existed
+
+        def attempt(uow: UnitOfWork) -> StoredResponse:
+            found = uow.get_all([(POINTS, point_id), (AVAILABILITY, point_id)])
+            existed = found[(POINTS, point_id)] is not None
+            uow.set(POINTS, point_id, point)
+            if found[(AVAILABILITY, point_id)] is None:
+                # A create(): if the calendar appears meanwhile, the attempt runs again and
+                # the point keeps that calendar.
+                uow.create(AVAILABILITY, point_id, changed({"point_id": point_id, "days": {}}))
+            uow.audit(actor, "point.upsert", [], now, point_id=point_id, created=not existed)
+            # The point's own document is in this commit; only the directory chunks follow it.
+            uow.after_commit(self._rebuild_directory)
+            return uow.respond(StoredResponse(200 if existed else 201, {"point": point}))
+
+        return self.units.run(
+            attempt,
+            idem=idem,
+            gave_up=lambda: InvalidStateTransitionError("the point keeps changing; try again"),
         )
-        if idem is not None:
-            idem.complete(batch, response)
-        batch.commit(**RPC)
-        try:
-            self.db.collection(AVAILABILITY).document(point_id).create(
-                changed({"point_id": point_id, "days": {}}), **RPC
-            )
-        except gexc.Conflict:
-            pass  # the point keeps its calendar
-        # The point's own document was written above; only the directory chunks follow it.
-        everyone = [s.to_dict() for s in self.db.collection(POINTS).stream(**RPC)]
-        rebuild_directory(self.db, everyone)
-        return response
+
+    def _rebuild_directory(self) -> None:
+        everyone = [d.data for d in self.units.reader().query(POINTS)]
+        self.rebuild_directory(everyone)

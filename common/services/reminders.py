@@ -25,16 +25,17 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from google.api_core import exceptions as gexc
-from google.cloud import firestore, tasks_v2
+from google.cloud import tasks_v2
 from google.protobuf import timestamp_pb2
 
 from common import structured_log as log
-from common.adapters.firestore_store import APPOINTMENTS, POINTS, RPC
+from common.adapters.firestore_store import APPOINTMENTS, POINTS
 from common.domain import sms_texts
 from common.domain.appointments import Appointment, AppointmentStatus
 from common.domain.calendar import WARSAW
 from common.domain.errors import DependencyUnavailableError
 from common.services.notifications import NotificationService, SmsSender, short_hash
+from common.services.unit_of_work import UnitOfWorkRunner
 
 NOTIFICATIONS_QUEUE = "notifications"
 REMINDER_HOUR = time(18, 0)
@@ -159,15 +160,17 @@ class ReminderService:
     """What `send_reminder` does when its task fires."""
 
     def __init__(
-        self, client: firestore.Client, notifications: NotificationService, sender: SmsSender
+        self, units: UnitOfWorkRunner, notifications: NotificationService, sender: SmsSender
     ) -> None:
-        self.db = client
+        # Reads only; the reminder's record is written by the sender's units of work.
+        self.units = units
         self.notifications = notifications
         self.sender = sender
 
     def send(self, appointment_id: str, starts_at: datetime, now: datetime) -> str:
-        snapshot = self.db.collection(APPOINTMENTS).document(appointment_id).get(**RPC)
-        appointment = Appointment.model_validate(snapshot.to_dict()) if snapshot.exists else None
+        reader = self.units.reader()
+        found = reader.get(APPOINTMENTS, appointment_id)
+        appointment = Appointment.model_validate(found.data) if found is not None else None
         if (
             appointment is None
             or appointment.status is not AppointmentStatus.BOOKED
@@ -189,8 +192,8 @@ class ReminderService:
         if phone is None:
             self.sender.skip(notification_id, "no_phone", meta, now)
             return "skipped:no_phone"
-        point_doc = self.db.collection(POINTS).document(appointment.point_id).get(**RPC)
-        point = point_doc.to_dict() if point_doc.exists else None
+        point_doc = reader.get(POINTS, appointment.point_id)
+        point = point_doc.data if point_doc is not None else None
         product = self.notifications.product_name(appointment.product, now)
         return self.sender.send_once(
             notification_id,

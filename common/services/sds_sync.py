@@ -8,14 +8,18 @@ A run (scheduled every 5 minutes) does three bounded things:
      set    supply/{point}_{product}_{week}     merge: deliveries.{id} = doses (0 once
                                                 cancelled), dirty = true
      update sync_state/sds_deliveries           cursor (precondition: the version read)
-   The budget is the SUM of that map, never an increment: replays cannot count twice.
-2. Reconcile dirty supply documents (at most ``max_reconcile`` per run): the week's slots of
-   that point and product get the capacity ``common.domain.supply.allocate`` gives them,
-   each through StaffCalendarService's safe capacity path (blocker seats; visits displaced
-   with `appointment.displaced` events in the same commit as their seat's release). Then
-   the point's demand is pushed, and only then is the document marked clean: a crash or an
-   SDS outage in between leaves it dirty, and the next run does it again (a no-op where the
-   capacity already matches).
+   The budget is the SUM of that map, never an increment: replays cannot count twice. The
+   page is one attempt of the unit of work (common/services/unit_of_work.py): another run
+   that moved the cursor first makes our commit fail whole, and the attempt runs again from
+   its reads (the cursor, the page, the deliveries stored).
+2. Reconcile dirty supply documents (at most ``max_reconcile`` per run): the point's pending
+   free-seat deltas folded first, the week's slots of that point and product get the
+   capacity ``common.domain.supply.allocate`` gives them, each through StaffCalendarService's
+   safe capacity path (blocker seats; visits displaced with `appointment.displaced` events in
+   the same commit as their seat's release). Then the point's demand is pushed, and only then
+   is the document marked clean (precondition: unchanged since read): a crash or an SDS
+   outage in between leaves it dirty, and the next run does it again (a no-op where the
+   capacity already matches); a week whose calendar stays busy is left dirty too.
 3. Push demand (booked doses = cap - free, per point, product and ISO week, from the current
    week on) for the points reconciled, and for the next ``demand_sweep`` points in id order
    (cursor `sync_state/sds_demand`), so every point's demand is refreshed round-robin. One
@@ -26,31 +30,29 @@ A run (scheduled every 5 minutes) does three bounded things:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from google.api_core import exceptions as gexc
 from google.cloud import firestore
-from google.cloud.firestore_v1.field_path import FieldPath
 
 from common import structured_log as log
 from common.adapters.firestore_store import (
     APPOINTMENTS,
     AVAILABILITY,
     POINTS,
-    RPC,
     SEATS,
     free_seats_field,
-    get_many,
 )
 from common.adapters.sds_client import SdsDelivery, SdsDemand
 from common.domain.calendar import SlotRef, parse_day_key
-from common.domain.errors import DependencyUnavailableError, DomainError
+from common.domain.errors import CalendarBusyError, DependencyUnavailableError, DomainError
 from common.domain.supply import SupplySlot, allocate, iso_week, week_days
 from common.domain.visits import local_day
-from common.services.availability import AvailabilityFolder, changed
+from common.services.availability import changed
 from common.services.booking import Actor
-from common.services.sync_cursor import SYNC_STATE, cursor_behind, load_cursor, write_cursor
+from common.services.sync_cursor import SYNC_STATE, cursor_behind, load_cursor, stage_cursor
+from common.services.unit_of_work import Document, UnitOfWork, UnitOfWorkRunner
 
 DELIVERIES = "deliveries"
 SUPPLY = "supply"
@@ -60,7 +62,6 @@ PAGE_SIZE = 100
 MAX_PAGES = 20
 MAX_RECONCILE = 50
 DEMAND_SWEEP = 50
-MAX_COMMIT_ATTEMPTS = 5
 SHORTFALL_REASON = "supply_shortfall"
 SUPPLY_ACTOR = Actor(uid="system:sds-sync", role="admin", reason="SDS delivery plan")
 
@@ -71,6 +72,26 @@ class DeliverySource(Protocol):
     ) -> tuple[list[SdsDelivery], str]: ...
 
     def put_demand(self, point_id: str, iso_week: str, doses: dict[str, int]) -> SdsDemand: ...
+
+
+class Folder(Protocol):
+    """Folds pending free-seat deltas into the availability documents (AvailabilityFolder)."""
+
+    def fold_all(self) -> Any: ...
+
+    def fold_point(self, point_id: str) -> Any: ...
+
+
+class _Contended(Exception):
+    """Another run kept committing first: this step is left for the next run."""
+
+
+@dataclass(frozen=True)
+class _Page:
+    written: int = 0
+    stale: int = 0
+    # SDS offered a cursor behind ours (stored, offered): not followed.
+    backwards: tuple[str | None, str] | None = None
 
 
 def supply_id(point_id: str, product: str, week: str) -> str:
@@ -97,23 +118,24 @@ def demand_of(document: dict[str, Any] | None, from_week: str) -> dict[str, dict
 class SdsSync:
     def __init__(
         self,
-        client: firestore.Client,
+        units: UnitOfWorkRunner,
         sds: DeliverySource,
         calendar: Any,
+        folder: Folder,
         *,
         page_size: int = PAGE_SIZE,
         max_pages: int = MAX_PAGES,
         max_reconcile: int = MAX_RECONCILE,
         demand_sweep: int = DEMAND_SWEEP,
     ) -> None:
-        self.db = client
+        self.units = units
         self.sds = sds
-        self.calendar = calendar
+        self.calendar = calendar  # StaffCalendarService: the safe capacity path
+        self.folder = folder
         self.page_size = page_size
         self.max_pages = max_pages
         self.max_reconcile = max_reconcile
         self.demand_sweep = demand_sweep
-        self.folder = AvailabilityFolder(client)
 
     # -- the run ----------------------------------------------------------------------------
     def run(self, now: datetime) -> dict[str, Any]:
@@ -135,22 +157,22 @@ class SdsSync:
             if not self._one_page(now, summary):
                 break
         pushed_points: set[str] = set()
-        for snapshot in self._dirty():
+        for supply in self._dirty():
             try:
-                self.reconcile(snapshot, now, summary)
+                self.reconcile(supply, now, summary)
             except DependencyUnavailableError:
                 raise
             except DomainError as err:
                 # One week that cannot be reconciled now (calendar busy, a seat held by a
                 # visit already carried out) must not block the others: it stays dirty.
                 summary["deferred"] = summary.get("deferred", 0) + 1
-                log.warning("supply left for the next run", supply=snapshot.id, code=err.code)
+                log.warning("supply left for the next run", supply=supply.id, code=err.code)
                 continue
-            point_id = snapshot.get("point_id")
+            point_id = supply.data.get("point_id")
             if point_id not in pushed_points:
                 summary["demand_pushed"] += self.push_demand(point_id, now)
                 pushed_points.add(point_id)
-            self._mark_clean(snapshot)
+            self._mark_clean(supply)
             summary["reconciled"] += 1
         summary["demand_pushed"] += self._demand_sweep(now, pushed_points)
         log.info("sds sync", **summary)
@@ -158,64 +180,63 @@ class SdsSync:
 
     # -- 1. deliveries ----------------------------------------------------------------------
     def _one_page(self, now: datetime, summary: dict[str, Any]) -> bool:
-        for _ in range(MAX_COMMIT_ATTEMPTS):
-            state = load_cursor(self.db, CURSOR_NAME)
+        def attempt(uow: UnitOfWork) -> _Page | None:
+            state = load_cursor(uow, CURSOR_NAME)
             deliveries, next_cursor = self.sds.deliveries_since(state.cursor, self.page_size)
             if not deliveries:
-                return False
+                return None
             if cursor_behind(next_cursor, state.cursor):
-                summary["refused_backwards"] = True
-                log.error(
-                    "SDS answered with a cursor behind ours: not followed",
-                    stored=state.cursor,
-                    offered=next_cursor,
-                )
-                return False
-            batch = self.db.batch()
-            written, stale = self._write_page(batch, deliveries, now)
-            write_cursor(batch, self.db, state, next_cursor, now, last_page_size=len(deliveries))
-            try:
-                batch.commit(**RPC)
-            except (gexc.Conflict, gexc.FailedPrecondition, gexc.NotFound):
-                continue
-            summary["pages"] += 1
-            summary["deliveries"] += written
-            summary["stale"] += stale
-            return True
-        return False
+                return _Page(backwards=(state.cursor, next_cursor))
+            written, stale = self._stage_page(uow, deliveries, now)
+            stage_cursor(uow, state, next_cursor, now, last_page_size=len(deliveries))
+            return _Page(written, stale)
 
-    def _write_page(
-        self, batch: firestore.WriteBatch, deliveries: Sequence[SdsDelivery], now: datetime
+        try:
+            page = self.units.run(attempt, gave_up=_Contended)
+        except _Contended:
+            log.warning("another run keeps moving the SDS cursor: paging left for the next run")
+            return False
+        if page is None:
+            return False
+        if page.backwards is not None:
+            summary["refused_backwards"] = True
+            log.error(
+                "SDS answered with a cursor behind ours: not followed",
+                stored=page.backwards[0],
+                offered=page.backwards[1],
+            )
+            return False
+        summary["pages"] += 1
+        summary["deliveries"] += page.written
+        summary["stale"] += page.stale
+        return True
+
+    @staticmethod
+    def _stage_page(
+        uow: UnitOfWork, deliveries: Sequence[SdsDelivery], now: datetime
     ) -> tuple[int, int]:
         newest: dict[str, SdsDelivery] = {}
         for delivery in deliveries:
             known = newest.get(delivery.delivery_id)
             if known is None or delivery.sequence > known.sequence:
                 newest[delivery.delivery_id] = delivery
-        refs = {d: self.db.collection(DELIVERIES).document(d) for d in newest}
-        snapshots = {s.reference.id: s for s in self.db.get_all(list(refs.values()), **RPC)}
+        found = uow.get_all([(DELIVERIES, d) for d in newest])
         written = stale = 0
         for delivery_id, delivery in newest.items():
-            snapshot = snapshots.get(delivery_id)
-            stored = snapshot.to_dict() if snapshot is not None and snapshot.exists else None
-            if stored is not None and int(stored.get("sequence") or 0) >= delivery.sequence:
+            stored = found.get((DELIVERIES, delivery_id))
+            if stored is not None and int(stored.data.get("sequence") or 0) >= delivery.sequence:
                 stale += 1
                 continue
             week = iso_week(delivery.delivery_date)
             document = delivery.model_dump(mode="json") | {"iso_week": week, "synced_at": now}
             if stored is None:
-                batch.create(refs[delivery_id], document)
+                uow.create(DELIVERIES, delivery_id, document)
             else:
-                batch.update(
-                    refs[delivery_id],
-                    document,
-                    option=self.db.write_option(last_update_time=snapshot.update_time),
-                )
+                uow.update(DELIVERIES, delivery_id, document, if_version=stored.version)
             doses = delivery.doses if delivery.status == "delivered" else 0
-            batch.set(
-                self.db.collection(SUPPLY).document(
-                    supply_id(delivery.point_id, delivery.product, week)
-                ),
+            uow.set(
+                SUPPLY,
+                supply_id(delivery.point_id, delivery.product, week),
                 {
                     "point_id": delivery.point_id,
                     "product": delivery.product,
@@ -230,33 +251,29 @@ class SdsSync:
         return written, stale
 
     # -- 2. supply -> capacity --------------------------------------------------------------
-    def _dirty(self) -> list[firestore.DocumentSnapshot]:
-        query = (
-            self.db.collection(SUPPLY)
-            .where(filter=firestore.FieldFilter("dirty", "==", True))
-            .limit(self.max_reconcile)
-        )
-        return list(query.stream(**RPC))
+    def _dirty(self) -> list[Document]:
+        return self.units.reader().query(SUPPLY, ("dirty", "==", True), limit=self.max_reconcile)
 
-    def _mark_clean(self, snapshot: firestore.DocumentSnapshot) -> None:
+    def _mark_clean(self, supply: Document) -> None:
+        def attempt(uow: UnitOfWork) -> None:
+            current = uow.get(SUPPLY, supply.id)
+            if current is None or current.version != supply.version:
+                return  # a newer delivery landed meanwhile: stays dirty for the next run
+            uow.update(SUPPLY, supply.id, {"dirty": False}, if_version=supply.version)
+
         try:
-            snapshot.reference.update(
-                {"dirty": False},
-                option=self.db.write_option(last_update_time=snapshot.update_time),
-                **RPC,
-            )
-        except (gexc.FailedPrecondition, gexc.NotFound):
-            pass  # a newer delivery landed meanwhile: stays dirty for the next run
+            self.units.run(attempt, gave_up=_Contended)
+        except _Contended:
+            pass  # still dirty: the next run reconciles it again (a no-op if nothing changed)
 
-    def reconcile(
-        self, snapshot: firestore.DocumentSnapshot, now: datetime, summary: dict[str, Any]
-    ) -> None:
-        supply = snapshot.to_dict() or {}
-        point_id, product, week = supply["point_id"], supply["product"], supply["iso_week"]
-        budget = sum(int(v) for v in (supply.get("deliveries") or {}).values())
-        availability = self.db.collection(AVAILABILITY).document(point_id).get(**RPC)
+    def reconcile(self, supply: Document, now: datetime, summary: dict[str, Any]) -> None:
+        point_id = supply.data["point_id"]
+        product, week = supply.data["product"], supply.data["iso_week"]
+        budget = sum(int(v) for v in (supply.data.get("deliveries") or {}).values())
+        self.folder.fold_point(point_id)
+        availability = self.units.reader().get(AVAILABILITY, point_id)
         slots = self._week_slots(
-            point_id, product, week, availability.to_dict() if availability.exists else None, now
+            point_id, product, week, availability.data if availability else None, now
         )
         targets = allocate(slots, budget)
         for slot in slots:
@@ -324,68 +341,79 @@ class SdsSync:
 
         Bookings pick seats at random, so lowering a slot of 5 with 2 visits to 2 would
         otherwise displace whoever holds indices 2..4. Each move, in one commit: the free
-        low seat is created (a booker who took it meanwhile makes the commit fail: we read
-        again), the appointment points to it (precondition: unchanged since read), the high
-        seat becomes a blocker (one fewer free seat), and `free` goes down by one. The
-        capacity change that follows then finds only blockers and free seats up there.
+        low seat is created (a booker who took it meanwhile makes the commit fail: the attempt
+        reads again), the appointment points to it (precondition: unchanged since read), the
+        high seat becomes a blocker (one fewer free seat), and `free` goes down by one. The
+        capacity change that follows then finds only blockers and free seats up there. A
+        slot that stays contended past the retry bound is not lowered now (calendar busy):
+        its week stays dirty, rather than displacing visits a move would have kept.
         """
         ref = SlotRef.parse(slot.slot_id)
-        for _ in range(MAX_COMMIT_ATTEMPTS):
-            seat_refs = [
-                self.db.collection(SEATS).document(ref.seat_id(n)) for n in range(slot.capacity)
-            ]
-            found = get_many(self.db, seat_refs)
-            seats = [found[r.path] for r in seat_refs]
+
+        def attempt(uow: UnitOfWork) -> int:
+            keys = [(SEATS, ref.seat_id(n)) for n in range(slot.capacity)]
+            found = uow.get_all(keys)
+            seats = [found.get(key) for key in keys]
             high = [
-                n for n in range(target, slot.capacity) if seats[n] and not seats[n].get("blocker")
+                (n, seat)
+                for n in range(target, slot.capacity)
+                if (seat := seats[n]) is not None and not seat.data.get("blocker")
             ]
             low = [n for n in range(target) if seats[n] is None]
-            moves = list(zip(high, low, strict=False))
+            moves = [(seat, h, n) for (h, seat), n in zip(high, low, strict=False)]
             if not moves:
-                return
-            appointment_refs = [
-                self.db.collection(APPOINTMENTS).document(str(seats[h]["appointment_id"]))
-                for h, _ in moves
-            ]
-            versions = {s.reference.path: s for s in self.db.get_all(appointment_refs, **RPC)}
-            batch = self.db.batch()
+                return 0
+            holders = uow.get_all(
+                [(APPOINTMENTS, str(seat.data["appointment_id"])) for seat, _, _ in moves]
+            )
             moved = 0
-            for (h, low_index), appointment_ref in zip(moves, appointment_refs, strict=True):
-                snapshot = versions.get(appointment_ref.path)
-                if snapshot is None or not snapshot.exists:
+            for seat, high_index, low_index in moves:
+                appointment_id = str(seat.data["appointment_id"])
+                holder = holders.get((APPOINTMENTS, appointment_id))
+                if holder is None:
                     continue
                 moved += 1
-                batch.create(seat_refs[low_index], {**seats[h], "moved_at": now})
-                batch.update(
-                    appointment_ref,
-                    {"seat_id": ref.seat_id(low_index), "updated_at": now},
-                    option=self.db.write_option(last_update_time=snapshot.update_time),
+                uow.create(
+                    SEATS,
+                    ref.seat_id(low_index),
+                    {**seat.data, "index": low_index, "moved_at": now},
                 )
-                batch.set(
-                    seat_refs[h],
+                uow.update(
+                    APPOINTMENTS,
+                    appointment_id,
+                    {"seat_id": ref.seat_id(low_index), "updated_at": now},
+                    if_version=holder.version,
+                )
+                uow.set(
+                    SEATS,
+                    ref.seat_id(high_index),
                     {
                         "blocker": True,
                         "slot_id": ref.slot_id,
+                        # Below the capacity until the cut that follows: a taken seat, counted.
+                        "index": high_index,
                         "point_id": ref.point_id,
                         "day": ref.day.isoformat(),
                         "reason": "supply_compaction",
                         "claimed_at": now,
                     },
                 )
-            batch.update(
-                self.db.collection(AVAILABILITY).document(ref.point_id),
-                changed({free_seats_field(ref.day_key, ref.slot_key): firestore.Increment(-moved)}),
-            )
-            try:
-                batch.commit(**RPC)
-                return
-            except (gexc.Conflict, gexc.FailedPrecondition, gexc.NotFound):
-                continue
+            if moved:
+                uow.update(
+                    AVAILABILITY,
+                    ref.point_id,
+                    changed(
+                        {free_seats_field(ref.day_key, ref.slot_key): firestore.Increment(-moved)}
+                    ),
+                )
+            return moved
+
+        self.units.run(attempt, gave_up=CalendarBusyError)
 
     # -- 3. demand ----------------------------------------------------------------------------
     def push_demand(self, point_id: str, now: datetime) -> int:
-        snapshot = self.db.collection(AVAILABILITY).document(point_id).get(**RPC)
-        weeks = demand_of(snapshot.to_dict() if snapshot.exists else None, iso_week(local_day(now)))
+        found = self.units.reader().get(AVAILABILITY, point_id)
+        weeks = demand_of(found.data if found else None, iso_week(local_day(now)))
         for week, doses in sorted(weeks.items()):
             self.sds.put_demand(point_id, week, doses)
         return len(weeks)
@@ -393,20 +421,23 @@ class SdsSync:
     def _demand_sweep(self, now: datetime, done: set[str]) -> int:
         if self.demand_sweep <= 0:
             return 0
-        state = load_cursor(self.db, DEMAND_CURSOR_NAME)
-        query = (
-            self.db.collection(POINTS).order_by(FieldPath.document_id()).limit(self.demand_sweep)
-        )
-        if state.cursor:
-            query = query.start_after({FieldPath.document_id(): state.cursor})
-        point_ids = [s.id for s in query.stream(**RPC)]
+        reader = self.units.reader()
+        state = load_cursor(reader, DEMAND_CURSOR_NAME)
+        after = [("point_id", ">", state.cursor)] if state.cursor else []
+        points = reader.query(POINTS, *after, order_by="point_id", limit=self.demand_sweep)
+        point_ids = [d.id for d in points]
         pushed = 0
         for point_id in point_ids:
             if point_id not in done:
                 pushed += self.push_demand(point_id, now)
         # Past the last point: start over next run.
         next_cursor = point_ids[-1] if len(point_ids) == self.demand_sweep else ""
-        self.db.collection(SYNC_STATE).document(DEMAND_CURSOR_NAME).set(
-            {"cursor": next_cursor, "updated_at": now}, **RPC
-        )
+
+        def attempt(uow: UnitOfWork) -> None:
+            uow.set(SYNC_STATE, DEMAND_CURSOR_NAME, {"cursor": next_cursor, "updated_at": now})
+
+        try:
+            self.units.run(attempt, gave_up=_Contended)
+        except _Contended:
+            pass  # the sweep starts from the same points next run
         return pushed

@@ -252,13 +252,16 @@ class SearchService:
         max_scan = query.limit * MAX_SCAN_FACTOR
         position = offset
         self.view.refresh_if_due()
-        documents = self.view.documents  # one consistent snapshot for this page
+        indexes = self.view.indexes  # one consistent snapshot for this page
         while position < len(candidates) and len(items) < query.limit and scanned < max_scan:
             batch = candidates[position : position + query.limit]
             for distance, entry in batch:
                 position += 1
                 scanned += 1
-                total, earliest = self.view.free_index(documents, entry.point_id).free_in(
+                index = indexes.get(entry.point_id)
+                if index is None:
+                    continue
+                total, earliest = index.free_in(
                     not_before=now,
                     date_from=date_from,
                     date_to=date_to,

@@ -20,6 +20,12 @@ person may answer twice or change their mind, so every step is guarded:
   dialog keeps the last reply with the id of the message it answered, so a redelivered
   message gets the same reply, once.
 
+Every Firestore step is a unit of work (common/services/unit_of_work.py): the inbound claim,
+each move of the dialog (its reads, the decision and the guarded write in one attempt, run
+again from its reads when the dialog changed meanwhile), the end of a booking, the inbound's
+`done`. The booking (BookingService, its own unit of work and idempotency key) and the reply
+(an SMS) happen between them, never inside an attempt, which may run more than once.
+
 PESEL and phone number: validated, never logged, never in ids (keyed hashes), never echoed in
 a reply. The dialog document keeps the PESEL while the conversation lasts (booking needs it)
 and expires with it (`expires_at`, Firestore TTL).
@@ -34,10 +40,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from google.api_core import exceptions as gexc
-from google.cloud import firestore
 
 from common import structured_log as log
-from common.adapters.firestore_store import REFERRALS, RPC, SMS_DIALOGS, SMS_INBOUND
+from common.adapters.firestore_store import REFERRALS, SMS_DIALOGS, SMS_INBOUND
 from common.adapters.sms_client import SmsInbound
 from common.domain import sms_texts
 from common.domain.calendar import WARSAW
@@ -57,12 +62,18 @@ from common.services.booking import Actor, BookAppointment, BookingService
 from common.services.idempotency import Idempotency, request_fingerprint
 from common.services.notifications import SmsSender, phone_key, short_hash
 from common.services.search import SearchQuery, SearchService
+from common.services.unit_of_work import RetryPolicy, UnitOfWork, UnitOfWorkRunner
 
 CLAIM_STALE_AFTER = timedelta(seconds=30)
 BOOKING_STALE_AFTER = timedelta(seconds=30)
 DIALOG_TTL = timedelta(days=1)
 INBOUND_TTL = timedelta(days=7)
-MAX_TRANSITION_ATTEMPTS = 5
+# A booking finished by another attempt meanwhile (taken over after BOOKING_STALE_AFTER) makes
+# this message decide again on what that left; not a commit retry (each unit of work has the
+# one retry policy), a bound on how often a message re-enters the conversation.
+MAX_BOOKING_ROUNDS = 3
+# Releasing a claim is a courtesy (a stale claim is taken over anyway): tried once.
+ONCE = RetryPolicy(attempts=1)
 SEARCH_PAGES = 3
 SEARCH_DAYS = 30
 _YES = {"TAK", "T", "TAK!", "OK"}
@@ -125,10 +136,20 @@ class Step:
     reply: str
 
 
+@dataclass(frozen=True)
+class Booking:
+    """The dialog is in `booking` for its offer: book it (outside any attempt), then finish."""
+
+    dialog: dict[str, Any]
+
+
+Reply = tuple[str | None, str]
+
+
 class SmsDialogService:
     def __init__(
         self,
-        client: firestore.Client,
+        units: UnitOfWorkRunner,
         rule_book: RuleBook,
         booking: BookingService,
         search: SearchService,
@@ -137,7 +158,7 @@ class SmsDialogService:
         secret: bytes,
         offer_ttl: timedelta = timedelta(minutes=10),
     ) -> None:
-        self.db = client
+        self.units = units
         self.rule_book = rule_book  # products by age and their names: the rules at `now`
         self.booking = booking
         self.search = search
@@ -149,8 +170,7 @@ class SmsDialogService:
     # -- inbound dedupe ----------------------------------------------------------------------
     def receive(self, inbound: SmsInbound, now: datetime) -> str:
         inbound_id = short_hash("sms-inbound", inbound.message_id)
-        claim = self.db.collection(SMS_INBOUND).document(inbound_id)
-        if not self._claim(claim, now):
+        if not self._claim(inbound_id, now):
             return "duplicate"
         try:
             reply, outcome = self._converse(inbound, now)
@@ -164,86 +184,107 @@ class SmsDialogService:
                     now,
                 )
         except BaseException:
-            self._release(claim)
+            self._release(inbound_id)
             raise
-        claim.update({"status": "done", "outcome": outcome, "done_at": now}, **RPC)
+        self._done(inbound_id, outcome, now)
         log.info("sms dialog step", outcome=outcome)
         return outcome
 
-    def _claim(self, ref: firestore.DocumentReference, now: datetime) -> bool:
+    def _claim(self, inbound_id: str, now: datetime) -> bool:
+        """True: this attempt handles the message; False: it was handled; busy: in hand."""
         record = {"status": "processing", "claimed_at": now, "expires_at": now + INBOUND_TTL}
-        try:
-            ref.create(record, **RPC)
-            return True
-        except gexc.Conflict:
-            pass
-        snapshot = ref.get(**RPC)
-        if not snapshot.exists:
-            try:
-                ref.create(record, **RPC)
-                return True
-            except gexc.Conflict:
-                raise SmsDialogBusyError() from None
-        if snapshot.get("status") == "done":
-            return False
-        if snapshot.get("claimed_at") > now - CLAIM_STALE_AFTER:
-            raise SmsDialogBusyError()
-        try:  # a claim left by an attempt that died: take it over
-            ref.update(
-                record, option=self.db.write_option(last_update_time=snapshot.update_time), **RPC
-            )
-            return True
-        except (gexc.FailedPrecondition, gexc.NotFound):
-            raise SmsDialogBusyError() from None
+        # A new message (the usual case) is claimed without a read; after a conflict the
+        # attempt runs again and looks at the claim that is there.
+        look_first = [False]
 
-    def _release(self, ref: firestore.DocumentReference) -> None:
+        def attempt(uow: UnitOfWork) -> bool:
+            if look_first[0]:
+                found = uow.get(SMS_INBOUND, inbound_id)
+                if found is not None:
+                    if found.data.get("status") == "done":
+                        return False
+                    if found.data.get("claimed_at") > now - CLAIM_STALE_AFTER:
+                        raise SmsDialogBusyError()
+                    # A claim left by an attempt that died: take it over (if still as read).
+                    uow.update(SMS_INBOUND, inbound_id, record, if_version=found.version)
+                    return True
+            uow.create(SMS_INBOUND, inbound_id, record)
+            return True
+
+        def on_conflict(_uow: UnitOfWork) -> bool | None:
+            look_first[0] = True
+            return None
+
+        return self.units.run(attempt, on_conflict=on_conflict, gave_up=SmsDialogBusyError)
+
+    def _release(self, inbound_id: str) -> None:
+        def attempt(uow: UnitOfWork) -> None:
+            found = uow.get(SMS_INBOUND, inbound_id)
+            if found is not None and found.data.get("status") == "processing":
+                uow.delete(SMS_INBOUND, inbound_id, if_version=found.version)
+
         try:
-            snapshot = ref.get(**RPC)
-            if snapshot.exists and snapshot.get("status") == "processing":
-                ref.delete(
-                    option=self.db.write_option(last_update_time=snapshot.update_time), **RPC
-                )
-        except gexc.GoogleAPICallError:
+            self.units.run(attempt, gave_up=SmsDialogBusyError, policy=ONCE)
+        except (gexc.GoogleAPICallError, SmsDialogBusyError):
             pass  # taken over after CLAIM_STALE_AFTER anyway
 
+    def _done(self, inbound_id: str, outcome: str, now: datetime) -> None:
+        def attempt(uow: UnitOfWork) -> None:
+            uow.update(
+                SMS_INBOUND, inbound_id, {"status": "done", "outcome": outcome, "done_at": now}
+            )
+
+        self.units.run(attempt, gave_up=SmsDialogBusyError)
+
     # -- the conversation ------------------------------------------------------------------
-    def _converse(self, inbound: SmsInbound, now: datetime) -> tuple[str | None, str]:
-        ref = self.db.collection(SMS_DIALOGS).document(phone_key(inbound.sender, self.secret))
+    def _converse(self, inbound: SmsInbound, now: datetime) -> Reply:
+        key = phone_key(inbound.sender, self.secret)
         command = parse_command(inbound.text)
-        for _ in range(MAX_TRANSITION_ATTEMPTS):
-            snapshot = ref.get(**RPC)
-            dialog = snapshot.to_dict() if snapshot.exists else None
-            version = snapshot.update_time if snapshot.exists else None
-            if dialog and dialog.get("last_message_id") == inbound.message_id:
-                return dialog.get("last_reply"), "replayed"
-            if dialog and dialog.get("state") == "booking":
-                mine = dialog.get("booking_by") == inbound.message_id
-                stale = dialog.get("booking_since") < now - BOOKING_STALE_AFTER
-                if not (mine or stale):
-                    raise SmsDialogBusyError()
-                # Finish the booking this message (or a dead attempt) started.
-                result = self._finish_booking(ref, dialog, version, inbound, now)
-                if result is not None:
-                    return result
-                continue
-            if command.kind == "yes":
-                result = self._yes(ref, dialog, version, inbound, now)
-            else:
-                step = self._decide(command, dialog, now, inbound.message_id)
-                result = self._apply(ref, version, step, inbound.message_id, now)
-            if result is not None:
-                return result
+        for _ in range(MAX_BOOKING_ROUNDS):
+            # A conflict: the dialog was created meanwhile; decide again on what is there.
+            moved = self.units.run(
+                lambda uow: self._move(uow, key, command, inbound, now),
+                on_conflict=lambda _uow: None,
+                gave_up=SmsDialogBusyError,
+            )
+            if not isinstance(moved, Booking):
+                return moved
+            finished = self._finish_booking(key, moved.dialog, inbound, now)
+            if finished is not None:
+                return finished
         raise SmsDialogBusyError()
 
-    def _apply(
+    def _move(
+        self, uow: UnitOfWork, key: str, command: Command, inbound: SmsInbound, now: datetime
+    ) -> Reply | Booking:
+        """One attempt: read the dialog, decide, stage the guarded write."""
+        found = uow.get(SMS_DIALOGS, key)
+        dialog = found.data if found is not None else None
+        version = found.version if found is not None else None
+        if dialog and dialog.get("last_message_id") == inbound.message_id:
+            return dialog.get("last_reply"), "replayed"
+        if dialog and dialog.get("state") == "booking":
+            mine = dialog.get("booking_by") == inbound.message_id
+            stale = dialog.get("booking_since") < now - BOOKING_STALE_AFTER
+            if not (mine or stale):
+                raise SmsDialogBusyError()
+            # Finish the booking this message (or a dead attempt) started.
+            return Booking(dialog)
+        if command.kind == "yes":
+            return self._yes(uow, key, dialog, version, inbound, now)
+        step = self._decide(uow, command, dialog, now)
+        return self._stage(uow, key, version, step, inbound.message_id, now)
+
+    def _stage(
         self,
-        ref: firestore.DocumentReference,
+        uow: UnitOfWork,
+        key: str,
         version: datetime | None,
         step: Step,
         message_id: str,
         now: datetime,
-    ) -> tuple[str, str] | None:
-        """Write the step if the dialog did not change meanwhile; None means: decide again."""
+    ) -> Reply:
+        """Stage the step, guarded by the dialog's version read (none: it must not exist)."""
         fields = {
             **step.fields,
             "last_message_id": message_id,
@@ -251,13 +292,10 @@ class SmsDialogService:
             "updated_at": now,
             "expires_at": now + DIALOG_TTL,
         }
-        try:
-            if version is None:
-                ref.create(fields, **RPC)
-            else:
-                ref.update(fields, option=self.db.write_option(last_update_time=version), **RPC)
-        except (gexc.Conflict, gexc.FailedPrecondition, gexc.NotFound):
-            return None
+        if version is None:
+            uow.create(SMS_DIALOGS, key, fields)
+        else:
+            uow.update(SMS_DIALOGS, key, fields, if_version=version)
         return step.reply, str(step.fields.get("outcome", "ok"))
 
     @staticmethod
@@ -278,11 +316,11 @@ class SmsDialogService:
         return offer.get("expires_at") is None or offer["expires_at"] <= now
 
     def _decide(
-        self, command: Command, dialog: dict[str, Any] | None, now: datetime, message_id: str
+        self, uow: UnitOfWork, command: Command, dialog: dict[str, Any] | None, now: datetime
     ) -> Step:
         state = (dialog or {}).get("state", "idle")
         if command.kind == "start":
-            return self._start(command, now)
+            return self._start(uow, command, now)
         if command.kind == "stop":
             return Step(self._idle("stopped"), sms_texts.dialog_stopped())
         if command.kind == "no":
@@ -305,7 +343,7 @@ class SmsDialogService:
         raw = booked.get("starts_at")
         return datetime.fromisoformat(raw) if isinstance(raw, str) else raw
 
-    def _start(self, command: Command, now: datetime) -> Step:
+    def _start(self, uow: UnitOfWork, command: Command, now: datetime) -> Step:
         today = now.astimezone(WARSAW).date()
         try:
             pesel = parse_pesel(command.digits[:11], today)
@@ -315,7 +353,7 @@ class SmsDialogService:
         if len(command.digits) < 11 or postcode is None:
             return Step(self._idle("bad_postcode"), sms_texts.dialog_bad_postcode())
         patient_key = pesel_key(pesel, self.secret)
-        valid_to = self._referral_valid_to(patient_key, today)
+        valid_to = self._referral_valid_to(uow, patient_key, today)
         if valid_to is None:
             return Step(self._idle("no_referral"), sms_texts.dialog_no_referral())
         products = pick_products(
@@ -339,13 +377,11 @@ class SmsDialogService:
         except ValidationFailedError:
             return Step(self._idle("bad_postcode"), sms_texts.dialog_bad_postcode())
 
-    def _referral_valid_to(self, patient_key: str, today: date) -> date | None:
-        query = self.db.collection(REFERRALS).where(
-            filter=firestore.FieldFilter("patient_key", "==", patient_key)
-        )
+    @staticmethod
+    def _referral_valid_to(uow: UnitOfWork, patient_key: str, today: date) -> date | None:
         valid = []
-        for snapshot in query.stream(**RPC):
-            referral = (snapshot.to_dict() or {}).get("referral") or {}
+        for found in uow.query(REFERRALS, ("patient_key", "==", patient_key)):
+            referral = found.data.get("referral") or {}
             valid_to = date.fromisoformat(str(referral.get("valid_to")))
             if referral.get("status") == "active" and valid_to >= today:
                 valid.append(valid_to)
@@ -414,51 +450,41 @@ class SmsDialogService:
     # -- TAK ----------------------------------------------------------------------------------
     def _yes(
         self,
-        ref: firestore.DocumentReference,
+        uow: UnitOfWork,
+        key: str,
         dialog: dict[str, Any] | None,
         version: datetime | None,
         inbound: SmsInbound,
         now: datetime,
-    ) -> tuple[str, str] | None:
+    ) -> Reply | Booking:
         state = (dialog or {}).get("state", "idle")
         if state == "booked":
             step = Step(
                 {"outcome": "already_booked"},
                 sms_texts.dialog_already_booked(self._booked_at(dialog)),
             )
-            return self._apply(ref, version, step, inbound.message_id, now)
-        if state != "offered" or dialog is None:
+            return self._stage(uow, key, version, step, inbound.message_id, now)
+        if state != "offered" or dialog is None or version is None:
             step = Step({"outcome": "no_offer"}, sms_texts.dialog_no_offer())
-            return self._apply(ref, version, step, inbound.message_id, now)
+            return self._stage(uow, key, version, step, inbound.message_id, now)
         if self._offer_expired(dialog, now):
             step = Step(self._idle("expired"), sms_texts.dialog_expired())
-            return self._apply(ref, version, step, inbound.message_id, now)
-        try:  # phase 1: offered -> booking, guarded by the version we decided on
-            result = ref.update(
-                {"state": "booking", "booking_by": inbound.message_id, "booking_since": now},
-                option=self.db.write_option(last_update_time=version),
-                **RPC,
-            )
-        except (gexc.FailedPrecondition, gexc.NotFound):
-            return None
-        booking = {**dialog, "state": "booking", "booking_by": inbound.message_id}
-        return self._finish_booking(ref, booking, result.update_time, inbound, now)
+            return self._stage(uow, key, version, step, inbound.message_id, now)
+        # Phase 1: offered -> booking, guarded by the version we decided on.
+        booking = {"state": "booking", "booking_by": inbound.message_id, "booking_since": now}
+        uow.update(SMS_DIALOGS, key, booking, if_version=version)
+        return Booking({**dialog, **booking})
 
     def _finish_booking(
-        self,
-        ref: firestore.DocumentReference,
-        dialog: dict[str, Any],
-        version: datetime,
-        inbound: SmsInbound,
-        now: datetime,
-    ) -> tuple[str, str] | None:
+        self, key: str, dialog: dict[str, Any], inbound: SmsInbound, now: datetime
+    ) -> Reply | None:
         """Phase 2: book the offer (idempotent by offer id), then booking -> booked."""
         offer = dialog["offer"]
         command = BookAppointment(
             pesel=dialog["pesel"],
             slot_id=offer["slot_id"],
             channel="sms",
-            actor=Actor(uid=f"sms-{ref.id[:16]}", role="patient"),
+            actor=Actor(uid=f"sms-{key[:16]}", role="patient"),
         )
         fingerprint = request_fingerprint(
             "sms.book", {"slot_id": offer["slot_id"], "patient_key": dialog["patient_key"]}
@@ -476,15 +502,15 @@ class SmsDialogService:
             step = self._next_offer(dialog, now)
             if step.fields.get("state") == "offered":
                 step = Step(step.fields, sms_texts.dialog_taken_then_offer(step.reply))
-            return self._apply(ref, version, step, inbound.message_id, now)
+            return self._settle(key, dialog, step, inbound.message_id, now)
         except AlreadyBookedError:
             step = Step(self._idle("already_booked"), sms_texts.dialog_refused("already_booked"))
-            return self._apply(ref, version, step, inbound.message_id, now)
+            return self._settle(key, dialog, step, inbound.message_id, now)
         except DomainError as err:
             if err.http_status >= 500 or isinstance(err, SmsDialogBusyError):
                 raise
             step = Step(self._idle(f"refused:{err.code}"), sms_texts.dialog_refused(err.code))
-            return self._apply(ref, version, step, inbound.message_id, now)
+            return self._settle(key, dialog, step, inbound.message_id, now)
         appointments = response.body.get("appointments") or []
         first = appointments[0]
         second = next((a for a in appointments[1:] if a.get("dose_number") == 2), None)
@@ -511,9 +537,26 @@ class SmsDialogService:
             },
             reply,
         )
-        applied = self._apply(ref, version, step, inbound.message_id, now)
-        if applied is None:
-            # Someone took the dialog over meanwhile; the booking stands (idempotent by offer),
-            # and the next attempt replays it.
-            return None
-        return applied
+        return self._settle(key, dialog, step, inbound.message_id, now)
+
+    def _settle(
+        self, key: str, dialog: dict[str, Any], step: Step, message_id: str, now: datetime
+    ) -> Reply | None:
+        """End the booking with `step` if the dialog is still in it; None: decide again."""
+        offer_id = dialog["offer"]["offer_id"]
+
+        def attempt(uow: UnitOfWork) -> Reply | None:
+            found = uow.get(SMS_DIALOGS, key)
+            current = found.data if found is not None else {}
+            still_ours = (
+                current.get("state") == "booking"
+                and current.get("booking_by") == dialog.get("booking_by")
+                and (current.get("offer") or {}).get("offer_id") == offer_id
+            )
+            if found is None or not still_ours:
+                # Someone finished it meanwhile; the booking stands (idempotent by offer id)
+                # and deciding again on the new state replays it.
+                return None
+            return self._stage(uow, key, found.version, step, message_id, now)
+
+        return self.units.run(attempt, gave_up=SmsDialogBusyError)

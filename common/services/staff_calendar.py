@@ -9,32 +9,40 @@ an old, larger C when the capacity goes down. So a decrease to C' claims the sea
   create seats/{slot}_{n} (blocker)   for every index in [C', C) that was free when read
   update appointments/{id} (cancelled, precondition: unchanged since read)
   set    seats/{slot}_{n} (blocker)   for every index held by a patient: that visit is displaced
+                                      (its seat stays taken, by the blocker: no free change)
   delete active_doses/{...}           of each displaced visit (the patient may book again)
-  update availability/{point}         cap = C', free += -(blockers created)   (blind writes)
+  delete seats/{...}                  of a displaced dose 1's linked dose 2, cancelled with it
+  create availability_deltas/{...}    that dose 2's freed seat: a patient-level change, folded
+                                      into search's counts like a cancellation's
+  update availability/{point}         cap = C', free += -(blockers created)   (blind writes,
+                                      stamped `changed_at` so search's view notices)
   update calendar_controls/{point}    precondition: unchanged since read (one staff edit at once)
   create outbox/... appointment.displaced (with the nearest alternatives the rules in force
                                         let the patient book), audit, idempotency
 
-If a booker claimed one of those indices after our read, our create() fails, nothing is
-written, and we read again: the index now holds a patient, who is displaced in the next
-attempt. If we commit first, the booker's create() fails and it tries another seat. Either
-way no booking can hold an index >= C' unnoticed, and every displaced visit is cancelled in
-the same commit as its seat's release, with its event. Blocking is C' = 0 that keeps the
-slot visible; removing is C' = 0 that leaves a tombstone (so a re-added slot knows that its
-indices hold blockers to delete). An increase deletes the blockers of [C, C'): by the rule
-above only blockers can be there. Staff edits serialise on `calendar_controls/{point}`, a
-document bookings never touch, so a rush on the availability document does not starve them.
+All of it is one attempt of the unit of work (common/services/unit_of_work.py): it reads (the
+pending free-seat deltas of the point folded first, so staff decide on current counts),
+decides, stages, and commits once. If a booker claimed one of those indices after our read,
+our create() fails, nothing is written, and the attempt runs again at once from its reads: the
+index now holds a patient, who is displaced. If we commit first, the booker's create() fails
+and it tries another seat. A stale control or appointment version (another staff edit, a
+cancellation) runs the attempt again too, after a jittered pause; past the bound the staff
+member is told the calendar is busy. Either way no booking can hold an index >= C' unnoticed,
+and every displaced visit is cancelled in the same commit as its seat's release, with its
+event. Blocking is C' = 0 that keeps the slot visible; removing is C' = 0 that leaves a
+tombstone (so a re-added slot knows that its indices hold blockers to delete). An increase
+deletes the blockers of [C, C'): by the rule above only blockers can be there. Staff edits
+serialise on `calendar_controls/{point}`, a document bookings never touch, so a rush on the
+availability document does not starve them.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -43,15 +51,11 @@ from common.adapters.firestore_store import (
     APPOINTMENTS,
     AVAILABILITY,
     CALENDAR_CONTROLS,
-    RPC,
     SEATS,
     VACCINATIONS,
-    get_many,
-    get_with_version,
     slot_field,
     slot_part_field,
 )
-from common.adapters.pubsub_publisher import EventPublisher
 from common.domain.appointments import Appointment, AppointmentStatus, active_dose_lock_id
 from common.domain.calendar import SlotRef
 from common.domain.eligibility import PreviousDose
@@ -85,17 +89,20 @@ from common.domain.slots import (
     template_starts,
 )
 from common.domain.visits import local_day, patient_summary
-from common.services import outbox
-from common.services.actions import audit_action, patients_by_key, write_free_increments
-from common.services.availability import AvailabilityFolder, changed
+from common.services.actions import patients_by_key
+from common.services.availability import changed, stage_free_changes
 from common.services.idempotency import IdempotencyScope, StoredResponse
-from common.services.point_access import authorize_point, load_point
+from common.services.point_access import authorize_point, read_point
+from common.services.unit_of_work import Document, RetryPolicy, UnitOfWork, UnitOfWorkRunner
 
-MAX_ATTEMPTS = 8
 ALTERNATIVES = 3
 ALTERNATIVES_RADIUS_KM = 100
 MAX_DAYS_AHEAD = 366
 _HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+# A staff edit loses a round only when someone else committed first (a booker took a seat we
+# meant to block, another staff edit of the point): up to this many attempts, then "busy".
+CALENDAR_RETRY = RetryPolicy(attempts=8)
 
 
 class _Body(BaseModel):
@@ -200,54 +207,76 @@ def _blocker(ref: SlotRef, now: datetime, reason: str) -> dict[str, Any]:
     }
 
 
+class Folder(Protocol):
+    """Folds a point's pending free-seat deltas into its availability document now
+    (common/services/availability.py: AvailabilityFolder)."""
+
+    def fold_point(self, point_id: str) -> Any: ...
+
+
+def _read_again(uow: UnitOfWork) -> None:
+    """A create() found its document: a booker took a seat we meant to block, or another
+    staff edit created the point's control first. Nothing was written: decide again at once
+    from fresh reads (that seat now holds a patient, who is displaced)."""
+    return None
+
+
 class StaffCalendarService:
     def __init__(
         self,
+        units: UnitOfWorkRunner,
+        rule_book: RuleBook,
+        search: Any,
+        folder: Folder,
+        *,
+        calendars: Any = None,
+    ) -> None:
+        self.units = units
+        self.rule_book = rule_book  # products and displaced patients' alternatives, at `now`
+        self.search = search
+        # Bookings reach the availability document through the folder, a second or so late:
+        # staff decide on a point's calendar after folding what is pending for it.
+        self.folder = folder
+        self.calendars = calendars  # booking's cache of calendars in this instance
+
+    @classmethod
+    def on_firestore(
+        cls,
         client: firestore.Client,
         rule_book: RuleBook,
         search: Any,
-        publisher: EventPublisher | None = None,
-        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
-        calendars: Any = None,
-    ) -> None:
-        self.db = client
-        self.rule_book = rule_book  # products and displaced patients' alternatives, at `now`
-        self.search = search
-        self.publisher = publisher
-        self.new_id = new_id
-        # Bookings reach the availability document through the folder, a second or so late:
-        # staff decide on a point's calendar after folding what is pending for it.
-        self.folder = AvailabilityFolder(client)
-        self.calendars = calendars  # booking's cache of calendars in this instance
+        publisher: Any = None,
+        **options: Any,
+    ) -> StaffCalendarService:
+        """The service against one Firestore client (tests and tools; wiring.py builds the rest)."""
+        from common.services.availability import AvailabilityFolder
+        from common.services.unit_of_work import FirestoreUnitsOfWork
+
+        units = FirestoreUnitsOfWork(client, publisher)
+        return cls(units, rule_book, search, AvailabilityFolder(client), **options)
 
     # -- shared ---------------------------------------------------------------------------
-    def _point(self, actor: Any, point_id: str) -> dict[str, Any]:
-        authorize_point(actor, point_id)
-        return load_point(self.db, point_id)
-
     def _offered(self, point: dict[str, Any], product: str, now: datetime) -> None:
         self.rule_book.rules_at(now).catalogue.get(product)
         if product not in (point.get("products") or []):
             raise ProductNotOfferedError(details={"product": product})
 
-    def _control(self, point_id: str) -> datetime | None:
-        _, version = get_with_version(self.db.collection(CALENDAR_CONTROLS).document(point_id))
-        return version
-
-    def _write_control(
-        self, batch: firestore.WriteBatch, point_id: str, version: datetime | None, now: datetime
+    @staticmethod
+    def _stage_control(
+        uow: UnitOfWork, point_id: str, control: Document | None, now: datetime
     ) -> None:
-        ref = self.db.collection(CALENDAR_CONTROLS).document(point_id)
+        """One staff edit of a point at a time: the commit lands only if nobody else's did
+        since we read the control (a create when there was none)."""
         data = {"point_id": point_id, "updated_at": now}
-        if version is None:
-            batch.create(ref, data)
+        if control is None or control.version is None:
+            uow.create(CALENDAR_CONTROLS, point_id, data)
         else:
-            batch.update(ref, data, option=self.db.write_option(last_update_time=version))
+            uow.update(CALENDAR_CONTROLS, point_id, data, if_version=control.version)
 
-    def _availability(self, point_id: str) -> dict[str, Any] | None:
+    def _availability(self, reader: UnitOfWork, point_id: str) -> dict[str, Any] | None:
         self.folder.fold_point(point_id)
-        snapshot = self.db.collection(AVAILABILITY).document(point_id).get(**RPC)
-        return snapshot.to_dict() if snapshot.exists else None
+        found = reader.get(AVAILABILITY, point_id)
+        return found.data if found is not None else None
 
     def _changed(self, point_id: str) -> None:
         """This instance's search and booking see the change at once (other instances within
@@ -258,17 +287,30 @@ class StaffCalendarService:
         if self.calendars is not None:
             self.calendars.invalidate(point_id)
 
+    def _run(
+        self, attempt: Callable[[UnitOfWork], StoredResponse], idem: IdempotencyScope | None
+    ) -> StoredResponse:
+        return self.units.run(
+            attempt,
+            idem=idem,
+            on_conflict=_read_again,
+            gave_up=CalendarBusyError,
+            policy=CALENDAR_RETRY,
+        )
+
     # -- read: the staff view -------------------------------------------------------------
     def calendar(
         self, actor: Any, point_id: str, query: CalendarQuery, now: datetime
     ) -> dict[str, Any]:
-        self._point(actor, point_id)
+        authorize_point(actor, point_id)
+        reader = self.units.reader()
+        read_point(reader, point_id)
         today = local_day(now)
         date_from = query.date_from or today
         date_to = query.date_to or date_from + timedelta(days=30)
         if (date_to - date_from).days + 1 > MAX_PUBLISH_DAYS:
             raise ValidationFailedError(f"the range spans at most {MAX_PUBLISH_DAYS} days")
-        document = self._availability(point_id) or {}
+        document = self._availability(reader, point_id) or {}
         slots = []
         for dkey, day_slots in (document.get("days") or {}).items():
             for skey, entry in (day_slots or {}).items():
@@ -292,19 +334,23 @@ class StaffCalendarService:
         now: datetime,
         idem: IdempotencyScope | None = None,
     ) -> StoredResponse:
-        point = self._point(actor, point_id)
-        self._offered(point, body.product, now)
-        check_publish_range(body.date_from, body.date_to, now)
-        days = template_days(body.date_from, body.date_to, frozenset(body.weekdays))
-        starts = template_starts(parse_hhmm(body.opens), parse_hhmm(body.closes), body.slot_minutes)
-        refs = [SlotRef(point_id, d, s, body.product) for d in days for s in starts]
-        refs = [r for r in refs if r.starts_at > now]
-        if len(refs) > MAX_PUBLISH_SLOTS:
-            raise ValidationFailedError(f"a template makes at most {MAX_PUBLISH_SLOTS} slots")
+        authorize_point(actor, point_id)
         entry_new = {"cap": body.capacity, "free": body.capacity}
-        for _ in range(MAX_ATTEMPTS):
-            version = self._control(point_id)
-            document = self._availability(point_id)
+
+        def attempt(uow: UnitOfWork) -> StoredResponse:
+            point = read_point(uow, point_id)
+            self._offered(point, body.product, now)
+            check_publish_range(body.date_from, body.date_to, now)
+            days = template_days(body.date_from, body.date_to, frozenset(body.weekdays))
+            starts = template_starts(
+                parse_hhmm(body.opens), parse_hhmm(body.closes), body.slot_minutes
+            )
+            refs = [SlotRef(point_id, d, s, body.product) for d in days for s in starts]
+            refs = [r for r in refs if r.starts_at > now]
+            if len(refs) > MAX_PUBLISH_SLOTS:
+                raise ValidationFailedError(f"a template makes at most {MAX_PUBLISH_SLOTS} slots")
+            control = uow.get(CALENDAR_CONTROLS, point_id)
+            document = self._availability(uow, point_id)
             added, kept, readded = [], [], []
             for ref in refs:
                 entry = _entry(document, ref)
@@ -314,25 +360,12 @@ class StaffCalendarService:
                     readded.append(ref)
                 else:
                     kept.append(ref)  # never lowered here: capacity changes are PATCH's job
-            response = StoredResponse(
-                200,
-                {
-                    "point_id": point_id,
-                    "product": body.product,
-                    "added": len(added) + len(readded),
-                    "kept": len(kept),
-                    "slot_ids": [r.slot_id for r in sorted(added + readded)],
-                },
-            )
-            batch = self.db.batch()
-            self._write_new_slots(batch, point_id, document, added + readded, entry_new)
-            for ref in readded:
+            self._stage_new_slots(uow, point_id, document, added + readded, entry_new)
+            for ref in readded:  # tombstones: their indices hold blockers
                 for index in range(body.capacity):
-                    batch.delete(self.db.collection(SEATS).document(ref.seat_id(index)))
-            self._write_control(batch, point_id, version, now)
-            audit_action(
-                batch,
-                self.db,
+                    uow.delete(SEATS, ref.seat_id(index))
+            self._stage_control(uow, point_id, control, now)
+            uow.audit(
                 actor,
                 "calendar.publish",
                 [],
@@ -342,19 +375,25 @@ class StaffCalendarService:
                 added=len(added) + len(readded),
                 kept=len(kept),
             )
-            if idem is not None:
-                idem.complete(batch, response)
-            try:
-                batch.commit(**RPC)
-                self._changed(point_id)
-            except (gexc.Conflict, gexc.FailedPrecondition, gexc.NotFound):
-                continue
-            return response
-        raise CalendarBusyError()
+            uow.after_commit(lambda: self._changed(point_id))
+            return uow.respond(
+                StoredResponse(
+                    200,
+                    {
+                        "point_id": point_id,
+                        "product": body.product,
+                        "added": len(added) + len(readded),
+                        "kept": len(kept),
+                        "slot_ids": [r.slot_id for r in sorted(added + readded)],
+                    },
+                )
+            )
 
-    def _write_new_slots(
-        self,
-        batch: firestore.WriteBatch,
+        return self._run(attempt, idem)
+
+    @staticmethod
+    def _stage_new_slots(
+        uow: UnitOfWork,
         point_id: str,
         document: dict[str, Any] | None,
         refs: list[SlotRef],
@@ -362,16 +401,17 @@ class StaffCalendarService:
     ) -> None:
         if not refs:
             return
-        ref_doc = self.db.collection(AVAILABILITY).document(point_id)
         if document is None:
             days: dict[str, dict[str, Any]] = {}
             for ref in refs:
                 days.setdefault(ref.day_key, {})[ref.slot_key] = dict(entry)
-            batch.create(ref_doc, changed({"point_id": point_id, "days": days}))
+            uow.create(AVAILABILITY, point_id, changed({"point_id": point_id, "days": days}))
         else:
             # A whole new entry per slot: no booking can have touched a slot not yet listed.
-            batch.update(
-                ref_doc, changed({slot_field(r.day_key, r.slot_key): dict(entry) for r in refs})
+            uow.update(
+                AVAILABILITY,
+                point_id,
+                changed({slot_field(r.day_key, r.slot_key): dict(entry) for r in refs}),
             )
 
     # -- one slot -------------------------------------------------------------------------
@@ -383,37 +423,32 @@ class StaffCalendarService:
         now: datetime,
         idem: IdempotencyScope | None = None,
     ) -> StoredResponse:
-        point = self._point(actor, point_id)
-        self._offered(point, body.product, now)
-        ref = SlotRef(point_id, body.day, parse_hhmm(body.start), body.product)
-        if ref.starts_at <= now:
-            raise ValidationFailedError("a slot cannot be added in the past")
-        if body.day > local_day(now) + timedelta(days=MAX_DAYS_AHEAD):
-            raise ValidationFailedError(f"a slot is at most {MAX_DAYS_AHEAD} days ahead")
+        authorize_point(actor, point_id)
         entry_new = {"cap": body.capacity, "free": body.capacity}
-        for _ in range(MAX_ATTEMPTS):
-            version = self._control(point_id)
-            document = self._availability(point_id)
+
+        def attempt(uow: UnitOfWork) -> StoredResponse:
+            point = read_point(uow, point_id)
+            self._offered(point, body.product, now)
+            ref = SlotRef(point_id, body.day, parse_hhmm(body.start), body.product)
+            if ref.starts_at <= now:
+                raise ValidationFailedError("a slot cannot be added in the past")
+            if body.day > local_day(now) + timedelta(days=MAX_DAYS_AHEAD):
+                raise ValidationFailedError(f"a slot is at most {MAX_DAYS_AHEAD} days ahead")
+            control = uow.get(CALENDAR_CONTROLS, point_id)
+            document = self._availability(uow, point_id)
             entry = _entry(document, ref)
             if entry is not None and not entry.get("removed"):
                 raise SlotExistsError(details={"slot_id": ref.slot_id})
-            response = StoredResponse(201, {"slot": staff_slot_view(ref, entry_new)})
-            batch = self.db.batch()
-            self._write_new_slots(batch, point_id, document, [ref], entry_new)
+            self._stage_new_slots(uow, point_id, document, [ref], entry_new)
             if entry is not None:  # a tombstone: its indices hold blockers
                 for index in range(body.capacity):
-                    batch.delete(self.db.collection(SEATS).document(ref.seat_id(index)))
-            self._write_control(batch, point_id, version, now)
-            audit_action(batch, self.db, actor, "slot.add", [], now, slot_id=ref.slot_id)
-            if idem is not None:
-                idem.complete(batch, response)
-            try:
-                batch.commit(**RPC)
-                self._changed(point_id)
-            except (gexc.Conflict, gexc.FailedPrecondition, gexc.NotFound):
-                continue
-            return response
-        raise CalendarBusyError()
+                    uow.delete(SEATS, ref.seat_id(index))
+            self._stage_control(uow, point_id, control, now)
+            uow.audit(actor, "slot.add", [], now, slot_id=ref.slot_id)
+            uow.after_commit(lambda: self._changed(point_id))
+            return uow.respond(StoredResponse(201, {"slot": staff_slot_view(ref, entry_new)}))
+
+        return self._run(attempt, idem)
 
     def change_slot(
         self,
@@ -495,11 +530,13 @@ class StaffCalendarService:
         now: datetime,
         idem: IdempotencyScope | None,
     ) -> StoredResponse:
-        point = self._point(actor, point_id)
-        ref = self._slot_ref(point_id, slot_id)
-        for _ in range(MAX_ATTEMPTS):
-            version = self._control(point_id)
-            entry = _entry(self._availability(point_id), ref)
+        authorize_point(actor, point_id)
+
+        def attempt(uow: UnitOfWork) -> StoredResponse:
+            point = read_point(uow, point_id)
+            ref = self._slot_ref(point_id, slot_id)
+            control = uow.get(CALENDAR_CONTROLS, point_id)
+            entry = _entry(self._availability(uow, point_id), ref)
             if entry is None or entry.get("removed"):
                 raise SlotNotFoundError(details={"slot_id": ref.slot_id})
             if ref.starts_at <= now:
@@ -507,23 +544,17 @@ class StaffCalendarService:
             target = target_of(entry)
             old_capacity = int(entry.get("cap", 0))
             plan = plan_capacity(
-                old_capacity, target.capacity, self._seats(ref, old_capacity, target)
+                old_capacity, target.capacity, self._seats(uow, ref, old_capacity, target)
             )
-            displaced = self._displaced(plan)
-            linked = self._linked(displaced)
-            people = patients_by_key(self.db, [a.patient_key for a, _ in displaced], local_day(now))
-            alternatives = self._alternatives(point, ref, displaced, people, now)
-            response = self._response(ref, entry, target, plan, displaced, people)
-            batch = self.db.batch()
-            self._write_plan(batch, ref, entry, target, plan, now, reason)
-            self.write_availability(batch, ref, entry, target, plan, linked)
-            events = self._write_displacements(
-                batch, ref, displaced, linked, alternatives, reason, now
-            )
-            self._write_control(batch, point_id, version, now)
-            audit_action(
-                batch,
-                self.db,
+            displaced = self._displaced(uow, plan)
+            linked = self._linked(uow, displaced)
+            people = patients_by_key(uow, [a.patient_key for a, _ in displaced], local_day(now))
+            alternatives = self._alternatives(uow, point, ref, displaced, people, now)
+            self._stage_plan(uow, ref, plan, now, reason)
+            self._stage_availability(uow, ref, entry, target, plan)
+            self._stage_displacements(uow, displaced, linked, alternatives, reason, now)
+            self._stage_control(uow, point_id, control, now)
+            uow.audit(
                 actor,
                 action,
                 [a for a, _ in displaced] + [a for a, _ in linked],
@@ -534,71 +565,66 @@ class StaffCalendarService:
                 blocked=target.blocked,
                 removed=target.remove,
             )
-            if idem is not None:
-                idem.complete(batch, response)
-            try:
-                batch.commit(**RPC)
-                self._changed(point_id)
-            except (gexc.Conflict, gexc.FailedPrecondition, gexc.NotFound):
-                continue  # a booker or a patient got there first: read again, decide again
-            outbox.publish_now(self.db, self.publisher, events)
-            return response
-        raise CalendarBusyError()
+            uow.after_commit(lambda: self._changed(point_id))
+            return uow.respond(self._response(ref, entry, target, plan, displaced, people))
 
-    def _seats(self, ref: SlotRef, old_capacity: int, target: _Target) -> dict[int, SeatHolder]:
+        return self._run(attempt, idem)
+
+    @staticmethod
+    def _seats(
+        reader: UnitOfWork, ref: SlotRef, old_capacity: int, target: _Target
+    ) -> dict[int, SeatHolder]:
         if target.capacity >= old_capacity:
             return {}
         indices = range(target.capacity, old_capacity)
-        refs = [self.db.collection(SEATS).document(ref.seat_id(n)) for n in indices]
-        found = get_many(self.db, refs)
+        found = reader.get_all([(SEATS, ref.seat_id(n)) for n in indices])
         seats: dict[int, SeatHolder] = {}
-        for index, seat_ref in zip(indices, refs, strict=True):
-            data = found[seat_ref.path]
-            if data is None:
+        for index in indices:
+            seat = found.get((SEATS, ref.seat_id(index)))
+            if seat is None:
                 seats[index] = SeatHolder("free")
-            elif data.get("blocker"):
+            elif seat.data.get("blocker"):
                 seats[index] = SeatHolder("blocker")
             else:
-                seats[index] = SeatHolder("patient", str(data.get("appointment_id")))
+                seats[index] = SeatHolder("patient", str(seat.data.get("appointment_id")))
         return seats
 
-    def _displaced(self, plan: CapacityPlan) -> list[tuple[Appointment, datetime]]:
+    @staticmethod
+    def _displaced(reader: UnitOfWork, plan: CapacityPlan) -> list[tuple[Appointment, datetime]]:
         found = []
         for index, appointment_id in plan.displace:
-            data, version = get_with_version(
-                self.db.collection(APPOINTMENTS).document(appointment_id)
-            )
-            if data is None or version is None:
+            stored = reader.get(APPOINTMENTS, appointment_id)
+            if stored is None or stored.version is None:
                 raise CalendarBusyError()  # a seat without its visit: read again next time
-            appointment = Appointment.model_validate(data)
+            appointment = Appointment.model_validate(stored.data)
             if appointment.status is not AppointmentStatus.BOOKED:
                 raise InvalidStateTransitionError(
                     f"seat {index} holds a visit already {appointment.status.value}; "
                     "the capacity cannot go below it",
                     details={"appointment_id": appointment.appointment_id},
                 )
-            found.append((appointment, version))
+            found.append((appointment, stored.version))
         return found
 
+    @staticmethod
     def _linked(
-        self, displaced: list[tuple[Appointment, datetime]]
+        reader: UnitOfWork, displaced: list[tuple[Appointment, datetime]]
     ) -> list[tuple[Appointment, datetime]]:
         """Dose 2 booked with a displaced dose 1 goes with it (as a cancellation does)."""
         found = []
         for appointment, _ in displaced:
             if appointment.dose_number != 1 or not appointment.linked_appointment_id:
                 continue
-            data, version = get_with_version(
-                self.db.collection(APPOINTMENTS).document(appointment.linked_appointment_id)
-            )
-            if data is not None and version is not None:
-                linked = Appointment.model_validate(data)
+            stored = reader.get(APPOINTMENTS, appointment.linked_appointment_id)
+            if stored is not None and stored.version is not None:
+                linked = Appointment.model_validate(stored.data)
                 if linked.is_active:
-                    found.append((linked, version))
+                    found.append((linked, stored.version))
         return found
 
     def _alternatives(
         self,
+        reader: UnitOfWork,
         point: dict[str, Any],
         ref: SlotRef,
         displaced: list[tuple[Appointment, datetime]],
@@ -618,7 +644,7 @@ class StaffCalendarService:
                 appointment.product,
                 appointment.dose_number,
                 appointment.day,
-                first_dose_day=self._first_dose_day(appointment),
+                first_dose_day=self._first_dose_day(reader, appointment),
                 birth_date=patient.birth_date if patient is not None else None,
             )
             if days is None:
@@ -629,23 +655,20 @@ class StaffCalendarService:
             offers[appointment.appointment_id] = searched[days]
         return offers
 
-    def _first_dose_day(self, appointment: Appointment) -> date | None:
+    @staticmethod
+    def _first_dose_day(reader: UnitOfWork, appointment: Appointment) -> date | None:
         """When a displaced dose 2's dose 1 was given (or is booked); None for other doses."""
         if appointment.dose_kind != "primary" or appointment.dose_number != 2:
             return None
-        query = self.db.collection(VACCINATIONS).where(
-            filter=firestore.FieldFilter("patient_key", "==", appointment.patient_key)
-        )
-        doses = [PreviousDose.model_validate(s.to_dict()["dose"]) for s in query.stream(**RPC)]
+        found = reader.query(VACCINATIONS, ("patient_key", "==", appointment.patient_key))
+        doses = [PreviousDose.model_validate(d.data["dose"]) for d in found]
         given = [d.given_on for d in doses if d.kind == "primary" and d.dose_number == 1]
         if given:
             return min(given)
         if appointment.linked_appointment_id:
-            data, _ = get_with_version(
-                self.db.collection(APPOINTMENTS).document(appointment.linked_appointment_id)
-            )
-            if data is not None and data.get("status") == AppointmentStatus.BOOKED.value:
-                return Appointment.model_validate(data).day
+            first = reader.get(APPOINTMENTS, appointment.linked_appointment_id)
+            if first is not None and first.data.get("status") == AppointmentStatus.BOOKED.value:
+                return Appointment.model_validate(first.data).day
         return None
 
     def _nearest_offers(
@@ -721,41 +744,34 @@ class StaffCalendarService:
             },
         )
 
-    def _write_plan(
-        self,
-        batch: firestore.WriteBatch,
-        ref: SlotRef,
-        entry: dict[str, Any],
-        target: _Target,
-        plan: CapacityPlan,
-        now: datetime,
-        reason: str,
+    @staticmethod
+    def _stage_plan(
+        uow: UnitOfWork, ref: SlotRef, plan: CapacityPlan, now: datetime, reason: str
     ) -> None:
-        seats = self.db.collection(SEATS)
         for index in plan.create_blockers:
-            batch.create(seats.document(ref.seat_id(index)), _blocker(ref, now, reason))
+            uow.create(SEATS, ref.seat_id(index), _blocker(ref, now, reason))
         for index in plan.delete_blockers:
-            batch.delete(seats.document(ref.seat_id(index)))
+            uow.delete(SEATS, ref.seat_id(index))
         for index, _ in plan.displace:
             # Overwrites the patient's seat; the appointment's precondition guards it.
-            batch.set(seats.document(ref.seat_id(index)), _blocker(ref, now, reason))
+            uow.set(SEATS, ref.seat_id(index), _blocker(ref, now, reason))
 
-    def _write_displacements(
-        self,
-        batch: firestore.WriteBatch,
-        ref: SlotRef,
+    @staticmethod
+    def _stage_displacements(
+        uow: UnitOfWork,
         displaced: list[tuple[Appointment, datetime]],
         linked: list[tuple[Appointment, datetime]],
         alternatives: Mapping[str, tuple[SlotOffer, ...]],
         reason: str,
         now: datetime,
-    ) -> list[DomainEvent]:
+    ) -> None:
         events: list[DomainEvent] = []
         for appointment, version in displaced + linked:
-            batch.update(
-                self.db.collection(APPOINTMENTS).document(appointment.appointment_id),
+            uow.update(
+                APPOINTMENTS,
+                appointment.appointment_id,
                 {"status": "cancelled", "updated_at": now, "cancel_reason": reason},
-                option=self.db.write_option(last_update_time=version),
+                if_version=version,
             )
             lock_id = active_dose_lock_id(
                 appointment.patient_key,
@@ -763,7 +779,7 @@ class StaffCalendarService:
                 appointment.dose_number,
                 appointment.booster_number,
             )
-            batch.delete(self.db.collection(ACTIVE_DOSES).document(lock_id))
+            uow.delete(ACTIVE_DOSES, lock_id)
         for appointment, _ in displaced:
             events.append(
                 AppointmentDisplaced.about(
@@ -774,24 +790,27 @@ class StaffCalendarService:
                 )
             )
         for appointment, _ in linked:
-            batch.delete(self.db.collection(SEATS).document(appointment.seat_id))
+            uow.delete(SEATS, appointment.seat_id)
             events.append(
                 AppointmentCancelled.about(
                     appointment, occurred_at=now, channel="point", reason=f"{reason}_first_dose"
                 )
             )
-        outbox.add_events(batch, self.db, events)
-        return events
+        # A displaced visit's own seat became a blocker (still taken); its dose 2's seat is
+        # freed, a patient-level change like a cancellation's: a delta the folder applies.
+        stage_free_changes(uow, [(a.slot_id, +1) for a, _ in linked], now)
+        uow.publish(events)
 
-    def write_availability(
-        self,
-        batch: firestore.WriteBatch,
+    @staticmethod
+    def _stage_availability(
+        uow: UnitOfWork,
         ref: SlotRef,
         entry: dict[str, Any],
         target: _Target,
         plan: CapacityPlan,
-        linked: list[tuple[Appointment, datetime]],
     ) -> None:
+        """The slot's capacity, and its free seats for the blockers created or deleted: a
+        staff write (rare) to the availability document, stamped for search's view."""
         fields: dict[str, Any] = {}
         if target.remove:
             fields[slot_field(ref.day_key, ref.slot_key)] = {"cap": 0, "free": 0, "removed": True}
@@ -817,6 +836,4 @@ class StaffCalendarService:
                 fields[slot_part_field(ref.day_key, ref.slot_key, "tmpl")] = target.template
             elif "tmpl" in entry:
                 fields[slot_part_field(ref.day_key, ref.slot_key, "tmpl")] = firestore.DELETE_FIELD
-        write_free_increments(
-            batch, self.db, [(a.slot_id, +1) for a, _ in linked], extra={ref.point_id: fields}
-        )
+        uow.update(AVAILABILITY, ref.point_id, changed(fields))

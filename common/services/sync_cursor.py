@@ -4,18 +4,20 @@ The cursor lives in `sync_state/{name}` and is written in the SAME commit as the
 covers, with a precondition on the version read: a crash before the commit re-reads the page
 (every write of a page is an idempotent upsert), a crash after it moves on, and two runs at
 once cannot both advance it (the loser's commit fails and it reads again). A cursor never
-moves backwards: a peer that answers with an older one is refused, not followed.
+moves backwards: a peer that answers with an older one is refused, not followed. A service on
+the unit of work reads it with `load_cursor(uow, name)` and stages its move with
+`stage_cursor(uow, ...)` in the attempt that writes the page; a stale cursor runs the attempt
+again from its reads (common/services/unit_of_work.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from google.cloud import firestore
-
-from common.adapters.firestore_store import RPC
+if TYPE_CHECKING:
+    from common.services.unit_of_work import UnitOfWork
 
 SYNC_STATE = "sync_state"
 
@@ -48,26 +50,21 @@ def cursor_behind(candidate: str | None, current: str | None) -> bool:
     return False
 
 
-def load_cursor(client: firestore.Client, name: str) -> CursorState:
-    snapshot = client.collection(SYNC_STATE).document(name).get(**RPC)
-    if not snapshot.exists:
+def load_cursor(reader: UnitOfWork, name: str) -> CursorState:
+    """The cursor as read through a unit of work (the attempt's own, when its move is staged
+    in the same attempt: a retry then reads it again)."""
+    found = reader.get(SYNC_STATE, name)
+    if found is None:
         return CursorState(name, None, None, {})
-    data = snapshot.to_dict() or {}
-    return CursorState(name, data.get("cursor") or None, snapshot.update_time, data)
+    return CursorState(name, found.data.get("cursor") or None, found.version, found.data)
 
 
-def write_cursor(
-    batch: firestore.WriteBatch,
-    client: firestore.Client,
-    state: CursorState,
-    cursor: str,
-    now: datetime,
-    **summary: Any,
+def stage_cursor(
+    uow: UnitOfWork, state: CursorState, cursor: str, now: datetime, **summary: Any
 ) -> None:
-    """Add the cursor's move to ``batch``, guarded by the version that was read."""
-    ref = client.collection(SYNC_STATE).document(state.name)
+    """Stage the cursor's move in the unit of work, guarded by the version that was read."""
     data = {"cursor": cursor, "updated_at": now, **summary}
     if state.version is None:
-        batch.create(ref, data)
+        uow.create(SYNC_STATE, state.name, data)
     else:
-        batch.update(ref, data, option=client.write_option(last_update_time=state.version))
+        uow.update(SYNC_STATE, state.name, data, if_version=state.version)

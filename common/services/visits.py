@@ -1,33 +1,33 @@
 """Carrying out visits at a point: the day's list, check-in, completion, no-show, walk-ins.
 
-Every change is one commit holding the change, its event (outbox) and its audit entry: a
-vaccination record without its `vaccination.completed` event for P1, or without the audit
-entry of the staff member who recorded it, cannot exist.
+Every change is one commit holding the change, its event (outbox), its audit entry and its
+stored answer (the Idempotency-Key's record): a vaccination record without its
+`vaccination.completed` event for P1, or without the audit entry of the staff member who
+recorded it, cannot exist. Each change runs as an attempt of the one unit of work
+(common/services/unit_of_work.py): it reads the visit with its version, decides, and stages
+its writes with that version as their precondition; when the visit changed meanwhile (another
+desk checked it in, a no-show was recorded), the attempt runs again from its reads, and
+decides again on what is there now.
 """
 
 from __future__ import annotations
 
 import hmac
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, time
 from typing import Any
 
-from google.api_core import exceptions as gexc
-from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from common.adapters.firestore_store import (
     ACTIVE_DOSES,
     APPOINTMENTS,
+    PATIENTS,
     REFERRALS,
-    RPC,
     SEATS,
     VACCINATIONS,
-    get_many,
-    get_with_version,
 )
-from common.adapters.pubsub_publisher import EventPublisher
 from common.domain.appointments import Appointment, AppointmentStatus, active_dose_lock_id
 from common.domain.calendar import SlotRef
 from common.domain.eligibility import check_booking_eligibility
@@ -35,6 +35,7 @@ from common.domain.errors import (
     AlreadyBookedError,
     AppointmentNotFoundError,
     ForbiddenError,
+    InvalidPeselError,
     InvalidStateTransitionError,
     PatientMismatchError,
     ProductNotOfferedError,
@@ -45,7 +46,7 @@ from common.domain.events import (
     DomainEvent,
     VaccinationCompleted,
 )
-from common.domain.pesel import parse_pesel, pesel_key
+from common.domain.pesel import Pesel, parse_pesel, pesel_key
 from common.domain.rulebook import RuleBook
 from common.domain.series import plan_next_dose
 from common.domain.visits import (
@@ -60,18 +61,13 @@ from common.domain.visits import (
     require_started,
     require_visit_day,
 )
-from common.services import outbox
-from common.services.actions import (
-    Subject,
-    audit_action,
-    patients_by_key,
-    write_free_increments,
-)
+from common.services.actions import Subject
+from common.services.availability import stage_free_changes
 from common.services.booking import BookingService
 from common.services.idempotency import IdempotencyScope, StoredResponse
-from common.services.point_access import authorize_point, load_point
+from common.services.point_access import authorize_point, read_point
+from common.services.unit_of_work import UnitOfWork, UnitOfWorkRunner
 
-MAX_STATE_RETRIES = 5
 _PESEL = r"^\d{11}$"
 
 
@@ -128,18 +124,44 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if isinstance(value, datetime) else None
 
 
+def _visit_keeps_changing() -> Exception:
+    return InvalidStateTransitionError("the visit keeps changing; try again")
+
+
+def _record_keeps_changing() -> Exception:
+    return InvalidStateTransitionError("the patient's record keeps changing; try again")
+
+
+def _patients_by_key(
+    reader: UnitOfWork, keys: Sequence[str], today: date
+) -> dict[str, Pesel | None]:
+    """The patients' PESELs (from `patients/`, one batched read), parsed; unknown or
+    unreadable ones map to None."""
+    unique = list(dict.fromkeys(keys))
+    found = reader.get_all([(PATIENTS, k) for k in unique])
+    result: dict[str, Pesel | None] = {}
+    for key in unique:
+        document = found.get((PATIENTS, key))
+        pesel = None
+        if document is not None and isinstance(document.data.get("pesel"), str):
+            try:
+                pesel = parse_pesel(document.data["pesel"], today)
+            except InvalidPeselError:
+                pesel = None
+        result[key] = pesel
+    return result
+
+
 class VisitService:
     def __init__(
         self,
-        client: firestore.Client,
+        units: UnitOfWorkRunner,
         rule_book: RuleBook,
         pesel_secret: bytes,
         booking: BookingService,
-        publisher: EventPublisher | None = None,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
-        self.publisher = publisher
-        self.db = client
+        self.units = units
         # Completions and walk-ins are judged by the rules in force at their `now`.
         self.rule_book = rule_book
         self.secret = pesel_secret
@@ -149,25 +171,26 @@ class VisitService:
     # -- the day's list -------------------------------------------------------------------
     def day_list(self, actor: Any, point_id: str, day: date, now: datetime) -> dict[str, Any]:
         authorize_point(actor, point_id)
-        load_point(self.db, point_id)
-        query = (
-            self.db.collection(APPOINTMENTS)
-            .where(filter=firestore.FieldFilter("point_id", "==", point_id))
-            .where(filter=firestore.FieldFilter("day", "==", day.isoformat()))
+        reader = self.units.reader()
+        read_point(reader, point_id)
+        found = reader.query(
+            APPOINTMENTS, ("point_id", "==", point_id), ("day", "==", day.isoformat())
         )
-        rows = [(Appointment.model_validate(s.to_dict()), s.to_dict()) for s in query.stream(**RPC)]
+        rows = [(Appointment.model_validate(d.data), d.data) for d in found]
         rows.sort(key=lambda r: (r[0].starts_at, r[0].appointment_id))
-        walk_ins_query = (
-            self.db.collection(VACCINATIONS)
-            .where(filter=firestore.FieldFilter("point_id", "==", point_id))
-            .where(filter=firestore.FieldFilter("dose.given_on", "==", day.isoformat()))
-        )
-        walk_ins = [s.to_dict() for s in walk_ins_query.stream(**RPC) if s.to_dict().get("walk_in")]
-        today = local_day(now)
-        people = patients_by_key(
-            self.db,
+        walk_ins = [
+            d.data
+            for d in reader.query(
+                VACCINATIONS,
+                ("point_id", "==", point_id),
+                ("dose.given_on", "==", day.isoformat()),
+            )
+            if d.data.get("walk_in")
+        ]
+        people = _patients_by_key(
+            reader,
             [a.patient_key for a, _ in rows] + [w["patient_key"] for w in walk_ins],
-            today,
+            local_day(now),
         )
         return {
             "point_id": point_id,
@@ -187,21 +210,25 @@ class VisitService:
         }
 
     # -- shared ---------------------------------------------------------------------------
-    def _load_for_staff(self, actor: Any, appointment_id: str) -> tuple[Appointment, datetime]:
+    @staticmethod
+    def _load_for_staff(
+        uow: UnitOfWork, actor: Any, appointment_id: str
+    ) -> tuple[Appointment, datetime]:
         if actor.role not in ("staff", "admin"):
             raise ForbiddenError(f"this operation is not open to the role '{actor.role}'")
         if not appointment_id or len(appointment_id) > 64 or "/" in appointment_id:
             raise AppointmentNotFoundError()
         if appointment_id.startswith("__") or appointment_id in (".", ".."):
             raise AppointmentNotFoundError()
-        data, version = get_with_version(self.db.collection(APPOINTMENTS).document(appointment_id))
-        if data is None or version is None:
+        found = uow.get(APPOINTMENTS, appointment_id)
+        if found is None or found.version is None:
             raise AppointmentNotFoundError()
-        appointment = Appointment.model_validate(data)
+        appointment = Appointment.model_validate(found.data)
         authorize_point(actor, appointment.point_id)
-        return appointment, version
+        return appointment, found.version
 
-    def _response(self, appointment: Appointment, extra: dict[str, Any]) -> StoredResponse:
+    @staticmethod
+    def _response(appointment: Appointment, extra: dict[str, Any]) -> StoredResponse:
         return StoredResponse(200, {"appointment": appointment.to_api() | extra})
 
     # -- check-in -------------------------------------------------------------------------
@@ -213,29 +240,23 @@ class VisitService:
         now: datetime,
         idem: IdempotencyScope | None = None,
     ) -> StoredResponse:
-        for _ in range(MAX_STATE_RETRIES):
-            appointment, version = self._load_for_staff(actor, appointment_id)
+        def attempt(uow: UnitOfWork) -> StoredResponse:
+            appointment, version = self._load_for_staff(uow, actor, appointment_id)
             require_booked(appointment, "check in")
             require_visit_day(appointment, now)
             typed = pesel_key(parse_pesel(body.pesel, local_day(now)), self.secret)
             if not hmac.compare_digest(typed, appointment.patient_key):
                 raise PatientMismatchError()
-            response = self._response(appointment, {"checked_in_at": now.isoformat()})
-            batch = self.db.batch()
-            batch.update(
-                self.db.collection(APPOINTMENTS).document(appointment.appointment_id),
+            uow.update(
+                APPOINTMENTS,
+                appointment.appointment_id,
                 {"checked_in_at": now, "updated_at": now},
-                option=self.db.write_option(last_update_time=version),
+                if_version=version,
             )
-            audit_action(batch, self.db, actor, "visit.check_in", [appointment], now)
-            if idem is not None:
-                idem.complete(batch, response)
-            try:
-                batch.commit(**RPC)
-            except (gexc.FailedPrecondition, gexc.NotFound):
-                continue
-            return response
-        raise InvalidStateTransitionError("the visit keeps changing; try again")
+            uow.audit(actor, "visit.check_in", [appointment], now)
+            return uow.respond(self._response(appointment, {"checked_in_at": now.isoformat()}))
+
+        return self.units.run(attempt, idem=idem, gave_up=_visit_keeps_changing)
 
     # -- completion -----------------------------------------------------------------------
     def complete(
@@ -246,46 +267,30 @@ class VisitService:
         now: datetime,
         idem: IdempotencyScope | None = None,
     ) -> StoredResponse:
-        for _ in range(MAX_STATE_RETRIES):
-            appointment, version = self._load_for_staff(actor, appointment_id)
+        def attempt(uow: UnitOfWork) -> StoredResponse:
+            appointment, version = self._load_for_staff(uow, actor, appointment_id)
             require_booked(appointment, "complete")
             require_visit_day(appointment, now)
             require_same_product(appointment, body.product)
             product = self.rule_book.rules_at(now).catalogue.get(body.product)
             given_on = local_day(now)
             closes = completes_referral(appointment.dose_kind, appointment.dose_number, product)
-            event = VaccinationCompleted(
-                event_id=uuid.uuid4().hex,
-                occurred_at=now,
-                appointment_id=appointment.appointment_id,
-                patient_key=appointment.patient_key,
-                product=product.code,
-                lot_number=body.lot_number,
-                dose_number=appointment.dose_number,
-                dose_kind=appointment.dose_kind,
-                point_id=appointment.point_id,
-                given_on=given_on,
-                referral_id=appointment.referral_id,
-            )
-            response = self._response(
-                appointment.model_copy(
-                    update={"status": AppointmentStatus.COMPLETED, "updated_at": now}
-                ),
-                {"lot_number": body.lot_number, "referral_closed": closes},
-            )
-            batch = self.db.batch()
-            batch.update(
-                self.db.collection(APPOINTMENTS).document(appointment.appointment_id),
+            uow.update(
+                APPOINTMENTS,
+                appointment.appointment_id,
                 {
                     "status": "completed",
                     "updated_at": now,
                     "completed_at": now,
                     "lot_number": body.lot_number,
                 },
-                option=self.db.write_option(last_update_time=version),
+                if_version=version,
             )
-            batch.create(
-                self.db.collection(VACCINATIONS).document(appointment.appointment_id),
+            # A create(): a second completion of the same visit cannot slip in (its commit
+            # fails, and its next attempt finds the visit completed).
+            uow.create(
+                VACCINATIONS,
+                appointment.appointment_id,
                 {
                     "vaccination_id": appointment.appointment_id,
                     "appointment_id": appointment.appointment_id,
@@ -305,24 +310,41 @@ class VisitService:
                 },
             )
             if closes:
-                self._close_referral(batch, appointment.referral_id, now)
-            outbox.add_events(batch, self.db, [event])
-            audit_action(batch, self.db, actor, "visit.complete", [appointment], now)
-            if idem is not None:
-                idem.complete(batch, response)
-            try:
-                batch.commit(**RPC)
-            except (gexc.FailedPrecondition, gexc.NotFound, gexc.Conflict):
-                continue
-            outbox.publish_now(self.db, self.publisher, [event])
-            return response
-        raise InvalidStateTransitionError("the visit keeps changing; try again")
+                self._close_referral(uow, appointment.referral_id, now)
+            uow.publish(
+                [
+                    VaccinationCompleted(
+                        event_id=uuid.uuid4().hex,
+                        occurred_at=now,
+                        appointment_id=appointment.appointment_id,
+                        patient_key=appointment.patient_key,
+                        product=product.code,
+                        lot_number=body.lot_number,
+                        dose_number=appointment.dose_number,
+                        dose_kind=appointment.dose_kind,
+                        point_id=appointment.point_id,
+                        given_on=given_on,
+                        referral_id=appointment.referral_id,
+                    )
+                ]
+            )
+            uow.audit(actor, "visit.complete", [appointment], now)
+            completed = appointment.model_copy(
+                update={"status": AppointmentStatus.COMPLETED, "updated_at": now}
+            )
+            return uow.respond(
+                self._response(
+                    completed, {"lot_number": body.lot_number, "referral_closed": closes}
+                )
+            )
 
-    def _close_referral(self, batch: firestore.WriteBatch, referral_id: str, now: datetime) -> None:
-        ref = self.db.collection(REFERRALS).document(referral_id)
-        if get_with_version(ref)[0] is None:
+        return self.units.run(attempt, idem=idem, gave_up=_visit_keeps_changing)
+
+    @staticmethod
+    def _close_referral(uow: UnitOfWork, referral_id: str, now: datetime) -> None:
+        if uow.get(REFERRALS, referral_id) is None:
             return  # a referral kept only in P1: P1 closes it on the event
-        batch.update(ref, {"referral.status": "used", "used_at": now})
+        uow.update(REFERRALS, referral_id, {"referral.status": "used", "used_at": now})
 
     # -- no-show --------------------------------------------------------------------------
     def no_show(
@@ -333,72 +355,75 @@ class VisitService:
         now: datetime,
         idem: IdempotencyScope | None = None,
     ) -> StoredResponse:
-        for _ in range(MAX_STATE_RETRIES):
-            appointment, version = self._load_for_staff(actor, appointment_id)
+        def attempt(uow: UnitOfWork) -> StoredResponse:
+            appointment, version = self._load_for_staff(uow, actor, appointment_id)
             require_booked(appointment, "mark as no-show")
             require_started(appointment, now)
-            linked = self._linked_second_dose(appointment)
+            linked = self._linked_second_dose(uow, appointment)
             events: list[DomainEvent] = [AppointmentNoShow.about(appointment, occurred_at=now)]
-            response = self._response(
-                appointment.model_copy(
-                    update={"status": AppointmentStatus.NO_SHOW, "updated_at": now}
-                ),
-                {"cancelled_linked_appointment_id": linked[0].appointment_id if linked else None},
-            )
-            batch = self.db.batch()
-            batch.update(
-                self.db.collection(APPOINTMENTS).document(appointment.appointment_id),
+            uow.update(
+                APPOINTMENTS,
+                appointment.appointment_id,
                 {"status": "no_show", "updated_at": now, "no_show_note": body.note},
-                option=self.db.write_option(last_update_time=version),
+                if_version=version,
             )
             # The dose was not given: the patient may book it again.
-            batch.delete(self.db.collection(ACTIVE_DOSES).document(self._lock_id(appointment)))
+            uow.delete(ACTIVE_DOSES, self._lock_id(appointment))
             if linked:
                 dose2, dose2_version = linked
-                batch.update(
-                    self.db.collection(APPOINTMENTS).document(dose2.appointment_id),
+                uow.update(
+                    APPOINTMENTS,
+                    dose2.appointment_id,
                     {
                         "status": "cancelled",
                         "updated_at": now,
                         "cancel_reason": "first_dose_missed",
                     },
-                    option=self.db.write_option(last_update_time=dose2_version),
+                    if_version=dose2_version,
                 )
-                batch.delete(self.db.collection(SEATS).document(dose2.seat_id))
-                batch.delete(self.db.collection(ACTIVE_DOSES).document(self._lock_id(dose2)))
-                write_free_increments(batch, self.db, [(dose2.slot_id, +1)])
+                uow.delete(SEATS, dose2.seat_id)
+                uow.delete(ACTIVE_DOSES, self._lock_id(dose2))
+                # Dose 2's seat is free again: search learns it from a delta (availability.py).
+                stage_free_changes(uow, [(dose2.slot_id, +1)], now)
                 events.append(
                     AppointmentCancelled.about(
                         dose2, occurred_at=now, channel="point", reason="first_dose_missed"
                     )
                 )
-            outbox.add_events(batch, self.db, events)
+            uow.publish(events)
             subjects = [appointment] + ([linked[0]] if linked else [])
-            audit_action(batch, self.db, actor, "visit.no_show", subjects, now)
-            if idem is not None:
-                idem.complete(batch, response)
-            try:
-                batch.commit(**RPC)
-            except (gexc.FailedPrecondition, gexc.NotFound):
-                continue
-            outbox.publish_now(self.db, self.publisher, events)
-            return response
-        raise InvalidStateTransitionError("the visit keeps changing; try again")
+            uow.audit(actor, "visit.no_show", subjects, now)
+            missed = appointment.model_copy(
+                update={"status": AppointmentStatus.NO_SHOW, "updated_at": now}
+            )
+            return uow.respond(
+                self._response(
+                    missed,
+                    {
+                        "cancelled_linked_appointment_id": (
+                            linked[0].appointment_id if linked else None
+                        )
+                    },
+                )
+            )
+
+        return self.units.run(attempt, idem=idem, gave_up=_visit_keeps_changing)
 
     @staticmethod
     def _lock_id(a: Appointment) -> str:
         return active_dose_lock_id(a.patient_key, a.dose_kind, a.dose_number, a.booster_number)
 
-    def _linked_second_dose(self, appointment: Appointment) -> tuple[Appointment, datetime] | None:
+    @staticmethod
+    def _linked_second_dose(
+        uow: UnitOfWork, appointment: Appointment
+    ) -> tuple[Appointment, datetime] | None:
         if appointment.dose_number != 1 or not appointment.linked_appointment_id:
             return None
-        data, version = get_with_version(
-            self.db.collection(APPOINTMENTS).document(appointment.linked_appointment_id)
-        )
-        if data is None or version is None:
+        found = uow.get(APPOINTMENTS, appointment.linked_appointment_id)
+        if found is None or found.version is None:
             return None
-        linked = Appointment.model_validate(data)
-        return (linked, version) if linked.is_active else None
+        linked = Appointment.model_validate(found.data)
+        return (linked, found.version) if linked.is_active else None
 
     # -- walk-in --------------------------------------------------------------------------
     def walk_in(
@@ -410,129 +435,143 @@ class VisitService:
         idem: IdempotencyScope | None = None,
     ) -> StoredResponse:
         authorize_point(actor, point_id)
-        point = load_point(self.db, point_id)
-        rules = self.rule_book.rules_at(now)
-        product = rules.catalogue.get(body.product)
-        if product.code not in (point.get("products") or []):
-            raise ProductNotOfferedError(details={"product": product.code})
-        today = local_day(now)
-        pesel = parse_pesel(body.pesel, today)
-        patient_key = pesel_key(pesel, self.secret)
-        history = self.booking._history(patient_key)
-        referrals = self.booking._referrals(patient_key)
-        if body.leftover_dose:
-            check_product_age(product, pesel.birth_date, today)
-            kind, dose_number = leftover_dose_plan(history, product)
-            booster_number = dose_number if kind == "booster" else 0
-            matching = [r for r in referrals if r.kind == kind and r.status == "active"]
-            referral = max(matching, key=lambda r: r.valid_to) if matching else None
-        else:
-            plan = plan_next_dose(history, product, rules.catalogue)
-            kind, dose_number, booster_number = plan.kind, plan.dose_number, plan.booster_number
-            referral = self.booking._pick_referral(
-                referrals, plan, SlotRef(point_id, today, time(0, 0), product.code)
+        lock_ids: list[str] = []
+
+        def attempt(uow: UnitOfWork) -> StoredResponse:
+            point = read_point(uow, point_id)
+            rules = self.rule_book.rules_at(now)
+            product = rules.catalogue.get(body.product)
+            if product.code not in (point.get("products") or []):
+                raise ProductNotOfferedError(details={"product": product.code})
+            today = local_day(now)
+            pesel = parse_pesel(body.pesel, today)
+            patient_key = pesel_key(pesel, self.secret)
+            history = self.booking.history(uow, patient_key)
+            referrals = self.booking.referrals(uow, patient_key)
+            if body.leftover_dose:
+                check_product_age(product, pesel.birth_date, today)
+                kind, dose_number = leftover_dose_plan(history, product)
+                booster_number = dose_number if kind == "booster" else 0
+                matching = [r for r in referrals if r.kind == kind and r.status == "active"]
+                referral = max(matching, key=lambda r: r.valid_to) if matching else None
+            else:
+                plan = plan_next_dose(history, product, rules.catalogue)
+                kind, dose_number, booster_number = (
+                    plan.kind,
+                    plan.dose_number,
+                    plan.booster_number,
+                )
+                referral = self.booking._pick_referral(
+                    referrals, plan, SlotRef(point_id, today, time(0, 0), product.code)
+                )
+                check_booking_eligibility(
+                    birth_date=pesel.birth_date,
+                    referral=referral,
+                    product=product,
+                    visit_date=today,
+                    now=now,
+                    channel="point",
+                    cohorts=rules.cohorts,
+                    previous_doses=history,
+                )
+            vaccination_id = self.new_id()
+            closes = referral is not None and completes_referral(kind, dose_number, product)
+            lock_id = active_dose_lock_id(patient_key, kind, dose_number, booster_number)
+            lock_ids[:] = [lock_id]
+            # The dose's lock, taken with create(): a booked visit for this very dose (or a
+            # second walk-in recorded at the same moment) refuses this one (on_conflict).
+            uow.create(
+                ACTIVE_DOSES,
+                lock_id,
+                {
+                    "appointment_id": vaccination_id,
+                    "series_id": vaccination_id,
+                    "patient_key": patient_key,
+                    "claimed_at": now,
+                    "walk_in": True,
+                },
             )
-            check_booking_eligibility(
-                birth_date=pesel.birth_date,
-                referral=referral,
-                product=product,
-                visit_date=today,
-                now=now,
-                channel="point",
-                cohorts=rules.cohorts,
-                previous_doses=history,
-            )
-        vaccination_id = self.new_id()
-        closes = referral is not None and completes_referral(kind, dose_number, product)
-        event = VaccinationCompleted(
-            event_id=uuid.uuid4().hex,
-            occurred_at=now,
-            appointment_id=vaccination_id,
-            patient_key=patient_key,
-            product=product.code,
-            lot_number=body.lot_number,
-            dose_number=dose_number,
-            dose_kind=kind,
-            point_id=point_id,
-            given_on=today,
-            walk_in=True,
-            leftover_dose=body.leftover_dose,
-            referral_id=referral.referral_id if referral else None,
-        )
-        record = {
-            "vaccination_id": vaccination_id,
-            "appointment_id": None,
-            "patient_key": patient_key,
-            "dose": {
-                "product_code": product.code,
-                "dose_number": dose_number,
-                "given_on": today.isoformat(),
-                "kind": kind,
-            },
-            "lot_number": body.lot_number,
-            "point_id": point_id,
-            "leftover_dose": body.leftover_dose,
-            "leftover_reason": body.reason if body.leftover_dose else None,
-            "walk_in": True,
-            "recorded_at": now,
-            "recorded_by_role": actor.role,
-        }
-        response = StoredResponse(
-            201,
-            {
-                "vaccination": {
+            uow.create(
+                VACCINATIONS,
+                vaccination_id,
+                {
                     "vaccination_id": vaccination_id,
-                    "point_id": point_id,
-                    "product": product.code,
-                    "dose_kind": kind,
-                    "dose_number": dose_number,
-                    "given_on": today.isoformat(),
+                    "appointment_id": None,
+                    "patient_key": patient_key,
+                    "dose": {
+                        "product_code": product.code,
+                        "dose_number": dose_number,
+                        "given_on": today.isoformat(),
+                        "kind": kind,
+                    },
                     "lot_number": body.lot_number,
+                    "point_id": point_id,
                     "leftover_dose": body.leftover_dose,
-                    "referral_closed": closes,
-                }
-            },
-        )
-        batch = self.db.batch()
-        lock_id = active_dose_lock_id(patient_key, kind, dose_number, booster_number)
-        # The dose's lock, taken with create(): a booked visit for this very dose (or a
-        # second walk-in recorded at the same moment) refuses this one.
-        batch.create(
-            self.db.collection(ACTIVE_DOSES).document(lock_id),
-            {
-                "appointment_id": vaccination_id,
-                "series_id": vaccination_id,
-                "patient_key": patient_key,
-                "claimed_at": now,
-                "walk_in": True,
-            },
-        )
-        batch.create(self.db.collection(VACCINATIONS).document(vaccination_id), record)
-        if closes and referral is not None:
-            self._close_referral(batch, referral.referral_id, now)
-        outbox.add_events(batch, self.db, [event])
-        audit_action(
-            batch,
-            self.db,
-            actor,
-            "visit.walk_in_leftover" if body.leftover_dose else "visit.walk_in",
-            [Subject(vaccination_id, patient_key)],
-            now,
-            point_id=point_id,
-            leftover_dose=body.leftover_dose,
-            leftover_reason=body.reason if body.leftover_dose else None,
-        )
-        if idem is not None:
-            idem.complete(batch, response)
-        try:
-            batch.commit(**RPC)
-        except gexc.Conflict:
-            holder = get_many(self.db, [self.db.collection(ACTIVE_DOSES).document(lock_id)])
-            held = next(iter(holder.values()), None) or {}
+                    "leftover_reason": body.reason if body.leftover_dose else None,
+                    "walk_in": True,
+                    "recorded_at": now,
+                    "recorded_by_role": actor.role,
+                },
+            )
+            if closes and referral is not None:
+                self._close_referral(uow, referral.referral_id, now)
+            uow.publish(
+                [
+                    VaccinationCompleted(
+                        event_id=uuid.uuid4().hex,
+                        occurred_at=now,
+                        appointment_id=vaccination_id,
+                        patient_key=patient_key,
+                        product=product.code,
+                        lot_number=body.lot_number,
+                        dose_number=dose_number,
+                        dose_kind=kind,
+                        point_id=point_id,
+                        given_on=today,
+                        walk_in=True,
+                        leftover_dose=body.leftover_dose,
+                        referral_id=referral.referral_id if referral else None,
+                    )
+                ]
+            )
+            uow.audit(
+                actor,
+                "visit.walk_in_leftover" if body.leftover_dose else "visit.walk_in",
+                [Subject(vaccination_id, patient_key)],
+                now,
+                point_id=point_id,
+                leftover_dose=body.leftover_dose,
+                leftover_reason=body.reason if body.leftover_dose else None,
+            )
+            return uow.respond(
+                StoredResponse(
+                    201,
+                    {
+                        "vaccination": {
+                            "vaccination_id": vaccination_id,
+                            "point_id": point_id,
+                            "product": product.code,
+                            "dose_kind": kind,
+                            "dose_number": dose_number,
+                            "given_on": today.isoformat(),
+                            "lot_number": body.lot_number,
+                            "leftover_dose": body.leftover_dose,
+                            "referral_closed": closes,
+                        }
+                    },
+                )
+            )
+
+        def on_conflict(uow: UnitOfWork) -> StoredResponse | None:
+            held = uow.get(ACTIVE_DOSES, lock_ids[0]) if lock_ids else None
+            if held is None:
+                return None  # what was there is gone: decide again from fresh reads
             raise AlreadyBookedError(
                 "this patient already has a booked visit (or a record) for this dose; "
                 "complete or cancel that visit instead",
-                details={"appointment_id": held.get("appointment_id")},
-            ) from None
-        outbox.publish_now(self.db, self.publisher, [event])
-        return response
+                details={"appointment_id": held.data.get("appointment_id")},
+            )
+
+        return self.units.run(
+            attempt, idem=idem, on_conflict=on_conflict, gave_up=_record_keeps_changing
+        )

@@ -12,4 +12,4 @@ from common.services.integration_log import record_event
 
 @functions_framework.cloud_event
 def record_integration_event(cloud_event):
-    record_event(wiring.firestore_client(), cloud_event.data, wiring.now())
+    record_event(wiring.units(), cloud_event.data, wiring.now())

@@ -18,6 +18,7 @@ from common.domain.errors import DependencyUnavailableError
 from common.domain.pesel import make_pesel, parse_pesel, pesel_key
 from common.services.p1_sync import CURSOR_NAME, P1ReferralSync
 from common.services.sync_cursor import SYNC_STATE
+from common.services.unit_of_work import FirestoreUnitsOfWork
 from emulator.p1 import start_p1
 from tests.support.stack import firestore_client
 
@@ -49,9 +50,13 @@ def _pesels(count: int, start: int = 0) -> list[str]:
     ]
 
 
+def _units(db) -> FirestoreUnitsOfWork:
+    return FirestoreUnitsOfWork(db, None)
+
+
 def _sync(db, server, **options) -> P1ReferralSync:
     secret = Settings.from_env().pesel_hash_key
-    return P1ReferralSync(db, P1Client(server.base_url, TOKEN), secret, **options)
+    return P1ReferralSync(_units(db), P1Client(server.base_url, TOKEN), secret, **options)
 
 
 def _cursor(db) -> str | None:
@@ -98,7 +103,9 @@ def test_cursor_survives_a_crash_and_a_restart_without_rewriting(project, p1):
     db = firestore_client(project)
     _issue(p1, _pesels(30))
     secret = Settings.from_env().pesel_hash_key
-    crashing = P1ReferralSync(db, CrashAfter(P1Client(p1.base_url, TOKEN), 3), secret, page_size=10)
+    crashing = P1ReferralSync(
+        _units(db), CrashAfter(P1Client(p1.base_url, TOKEN), 3), secret, page_size=10
+    )
     with pytest.raises(RuntimeError):
         crashing.run(NOW)
     # Two pages were committed with their cursor before the crash.
@@ -166,7 +173,7 @@ def test_duplicate_and_out_of_order_pages_never_roll_a_status_back(project):
         ([older, newest, older], "5"),  # the same referral twice in a page, out of order
         ([older], "6"),  # an old change delivered again later
     ]
-    P1ReferralSync(db, ScriptedP1(pages), secret).run(NOW)
+    P1ReferralSync(_units(db), ScriptedP1(pages), secret).run(NOW)
     stored = db.collection(REFERRALS).document("R-1").get().to_dict()
     assert stored["referral"]["status"] == "cancelled" and stored["sequence"] == 5
     assert _cursor(db) == "6"
@@ -176,8 +183,10 @@ def test_the_cursor_never_moves_backwards(project):
     db = firestore_client(project)
     pesel = _pesels(1)[0]
     secret = Settings.from_env().pesel_hash_key
-    P1ReferralSync(db, ScriptedP1([([_referral("R-1", pesel, 9)], "9")]), secret).run(NOW)
-    summary = P1ReferralSync(db, ScriptedP1([([_referral("R-2", pesel, 3)], "3")]), secret).run(NOW)
+    P1ReferralSync(_units(db), ScriptedP1([([_referral("R-1", pesel, 9)], "9")]), secret).run(NOW)
+    summary = P1ReferralSync(
+        _units(db), ScriptedP1([([_referral("R-2", pesel, 3)], "3")]), secret
+    ).run(NOW)
     assert summary["refused_backwards"] is True
     assert _cursor(db) == "9"
     assert not db.collection(REFERRALS).document("R-2").get().exists

@@ -100,7 +100,10 @@ def _cancel(server, delivery_id: str) -> None:
 
 def _sync(db, server, sds_client=None) -> SdsSync:
     return SdsSync(
-        db, sds_client or SdsClient(server.base_url, TOKEN), wiring.staff_calendar_service()
+        wiring.units(),
+        sds_client or SdsClient(server.base_url, TOKEN),
+        wiring.staff_calendar_service(),
+        AvailabilityFolder(db),
     )
 
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
-from google.cloud.firestore_v1 import SERVER_TIMESTAMP
+from google.cloud.firestore_v1 import DELETE_FIELD, SERVER_TIMESTAMP
 from google.cloud.firestore_v1.field_path import FieldPath
 from google.cloud.firestore_v1.transforms import Increment
 
@@ -69,13 +69,18 @@ def _set_path(data: dict[str, Any], path: str, value: Any, now: datetime) -> Non
     current = data
     for part in parts[:-1]:
         current = current.setdefault(part, {})
+    if value is DELETE_FIELD:
+        current.pop(parts[-1], None)
+        return
     current[parts[-1]] = _apply_value(value, current.get(parts[-1]), now)
 
 
 def _merge(base: dict[str, Any], data: dict[str, Any], now: datetime) -> dict[str, Any]:
     """set(merge=True): nested maps merge key by key, as Firestore does."""
     for name, value in data.items():
-        if isinstance(value, dict) and isinstance(base.get(name), dict):
+        if value is DELETE_FIELD:
+            base.pop(name, None)
+        elif isinstance(value, dict) and isinstance(base.get(name), dict):
             _merge(base[name], value, now)
         else:
             base[name] = _apply_value(value, base.get(name), now)
@@ -112,6 +117,7 @@ class FakeFirestore:
     fail_next_commits: int = 0
     fault: type[Exception] = gexc.ServiceUnavailable
     published: list[DomainEvent] = field(default_factory=list)
+    after_commit_failures: list[Exception] = field(default_factory=list)
     _tick: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def _next_version(self) -> datetime:
@@ -234,7 +240,12 @@ class FakeUnitOfWork:
         self.store.commit(self.writes, self.now())
         self.store.published.extend(self.events)
         for callback in self.callbacks:
-            callback()
+            try:
+                callback()
+            except Exception as err:
+                # As the Firestore unit of work: the commit is done, an after-commit step
+                # never fails it.
+                self.store.after_commit_failures.append(err)
 
 
 @dataclass

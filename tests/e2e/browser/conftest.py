@@ -58,7 +58,9 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in this thread
+# while it lives, and later tests (the crowd tests, the benchmarks' unit tests) use asyncio.
+@pytest.fixture(scope="module")
 def playwright_driver() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
