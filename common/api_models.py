@@ -28,3 +28,9 @@ class RescheduleRequest(_Body):
     slot_id: str = Field(pattern=_SLOT_ID)
     second_slot_id: str | None = Field(default=None, pattern=_SLOT_ID)
     reason: str | None = Field(default=None, min_length=3, max_length=500)
+
+
+class QueueJoinRequest(_Body):
+    # For an agent joining the caller; a patient joins for themself.
+    pesel: str | None = Field(default=None, min_length=11, max_length=11)
+    reason: str | None = Field(default=None, min_length=3, max_length=500)

@@ -1,12 +1,17 @@
 """Who is calling: Firebase / Identity Platform ID tokens verified with firebase-admin.
 
-In emulator mode (FIREBASE_AUTH_EMULATOR_HOST set) firebase-admin accepts unsigned tokens and,
-as measured here, does not even reject an expired one, so the expiry is checked here as well.
+With FIREBASE_AUTH_EMULATOR_HOST set, firebase-admin accepts unsigned tokens and, as measured
+here, does not even reject an expired one, so the expiry is checked here as well; and that
+variable is honoured only in emulator mode (LOCAL_STACK=1, common/config.py): anywhere else a
+token is refused before firebase-admin sees it. Outside emulator mode a staff, agent or admin
+token must also show a second factor (Identity Platform MFA). docs/identity.md: who issues
+these tokens and why each check is here.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Literal
@@ -15,7 +20,8 @@ import firebase_admin
 from firebase_admin import auth as firebase_auth
 
 from common import clock
-from common.domain.errors import ForbiddenError, UnauthenticatedError
+from common.config import emulator_mode
+from common.domain.errors import DependencyUnavailableError, ForbiddenError, UnauthenticatedError
 from common.domain.pesel import is_valid_pesel
 
 Role = Literal["patient", "agent", "staff", "admin"]
@@ -29,6 +35,8 @@ class Principal:
     # The raw PESEL stays inside this object: repr=False keeps it out of any log line.
     pesel: str | None = field(default=None, repr=False)
     point_id: str | None = None
+    # A hotline supervisor: an agent whose patient look-ups have no quota (claim `supervisor`).
+    supervisor: bool = False
 
     def require_role(self, *roles: Role) -> None:
         if self.role not in roles:
@@ -53,8 +61,15 @@ def verify_principal(
     authorization_header: str | None, project_id: str, now: float | None = None
 ) -> Principal:
     token = bearer_token(authorization_header)
+    local = emulator_mode()
+    if os.environ.get("FIREBASE_AUTH_EMULATOR_HOST") and not local:
+        # firebase-admin would skip the signature check: never outside emulator mode.
+        raise UnauthenticatedError("ID tokens cannot be verified here (emulator host set)")
     try:
         claims = firebase_auth.verify_id_token(token, app=_firebase_app(project_id))
+    except firebase_auth.CertificateFetchError as err:
+        # Google's signing certificates could not be fetched: retry, do not blame the token.
+        raise DependencyUnavailableError() from err
     except (ValueError, firebase_auth.InvalidIdTokenError) as err:
         raise UnauthenticatedError("the ID token is not valid") from err
     current = time.time() if now is None else now
@@ -72,9 +87,19 @@ def verify_principal(
         raise UnauthenticatedError("a patient token must carry the patient's valid PESEL")
     if role == "staff" and not isinstance(point_id, str):
         raise ForbiddenError("a staff token must name its vaccination point")
+    if role != "patient" and not local and not _second_factor(claims):
+        # Managed accounts sign in with a password and a second factor (docs/identity.md);
+        # without it the token may only be used to enrol one, not to call the API.
+        raise ForbiddenError("this account must sign in with its second factor (MFA)")
     return Principal(
         uid=str(claims["uid"]),
         role=role,
         pesel=pesel if role == "patient" else None,
         point_id=point_id if role == "staff" else None,
+        supervisor=role == "agent" and claims.get("supervisor") is True,
     )
+
+
+def _second_factor(claims: dict) -> bool:
+    firebase = claims.get("firebase")
+    return isinstance(firebase, dict) and bool(firebase.get("sign_in_second_factor"))

@@ -64,6 +64,12 @@ class Schedule(_Strict):
     function: str
 
 
+def is_local_only_variable(name: str) -> bool:
+    """Variables that put a process in emulator mode or point it at an emulator, or shift its
+    clock (common/config.py): a deployed function must never carry one."""
+    return name == "LOCAL_STACK" or name.endswith("_EMULATOR_HOST") or name.startswith("CLOCK_")
+
+
 def is_forbidden_role(role: str) -> bool:
     """Basic roles (owner, editor) and any *admin role are never granted to a function."""
     return role in _FORBIDDEN_ROLES or role.lower().endswith("admin")
@@ -79,8 +85,10 @@ class Function(_Strict):
     """One Cloud Function (2nd gen): functions/<name>/main.py, entry point <name>."""
 
     # http: the API Gateway (public) or nobody; tasks: a Cloud Tasks queue (OIDC as the tasks
-    # invoker); pubsub_push and scheduled: a push subscription or a Scheduler job names it.
-    trigger: Literal["http", "pubsub_push", "scheduled", "tasks"]
+    # invoker); pubsub_push and scheduled: a push subscription or a Scheduler job names it;
+    # identity_blocking: Identity Platform's blocking function, called without credentials
+    # (invoker allUsers) and authenticated by the Google-signed JWT it verifies itself.
+    trigger: Literal["http", "pubsub_push", "scheduled", "tasks", "identity_blocking"]
     # Behind the API Gateway (only for trigger http); nothing is ever invokable by allUsers.
     public: bool = False
     memory: str = "256Mi"
@@ -96,6 +104,17 @@ class Function(_Strict):
     enqueues: list[str] = Field(default_factory=list)
     secrets: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
+    # Manages Identity Platform accounts (the admin accounts API): Terraform grants the custom
+    # role identityAccountManager (firebaseauth.users.* only), never an *admin role.
+    identity_accounts: bool = False
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if is_local_only_variable(name):
+                raise ValueError(f"{name} is for the local stack only, never a deployed function")
+        return env
 
     @field_validator("memory")
     @classmethod

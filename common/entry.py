@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import flask
@@ -42,17 +43,49 @@ def require_method(request: flask.Request, *methods: str) -> None:
 
 
 def caller(request: flask.Request) -> Principal:
-    # Behind API Gateway, Authorization carries the gateway's own token to the function and the
-    # caller's ID token moves to X-Forwarded-Authorization; locally the dev gateway passes it
-    # unchanged. The function itself is not reachable without the gateway's identity.
-    header = request.headers.get("X-Forwarded-Authorization") or request.headers.get(
-        "Authorization"
-    )
+    """Who calls, from the one header that carries the caller's ID token (docs/identity.md).
+
+    Behind API Gateway, Authorization carries the gateway's own Google-signed token (consumed
+    by Cloud Run's IAM check: only the gateway may invoke a public function) and the caller's
+    ID token, already checked at the edge, is in X-Forwarded-Authorization, which the gateway
+    always sets itself (a client's own is overwritten). The dev gateway does the same. So when
+    X-Forwarded-Authorization is present it is the only header read, even if empty or wrong;
+    Authorization is read only when a function is called directly (tests, a local client).
+    Either way the token is fully verified here: the header says which token, not who."""
+    if "X-Forwarded-Authorization" in request.headers:
+        header = request.headers.get("X-Forwarded-Authorization")
+    else:
+        header = request.headers.get("Authorization")
     return verify_principal(header, wiring.settings().project_id)
 
 
+def quota_identity(principal: Principal) -> str:
+    """Whose quota a request uses: the signed-in account (a keyed hash of its uid)."""
+    return hashlib.sha256(f"quota\x00{principal.uid}".encode()).hexdigest()[:32]
+
+
+def take_write_attempt(principal: Principal) -> None:
+    """Count a booking, move, cancel or hold request in memory before anything is read: a
+    script that retries at once on every refusal gets a 429 that costs nothing (docs/
+    fair-opening.md, kind `write_attempt`)."""
+    wiring.local_quotas().take("write_attempt", quota_identity(principal), wiring.now())
+
+
+def queue_ticket(request: flask.Request) -> str | None:
+    """The waiting room's ticket, when the caller holds one (X-Queue-Ticket)."""
+    from common.domain.waiting_room import validate_ticket_text
+
+    return validate_ticket_text(request.headers.get("X-Queue-Ticket"))
+
+
 def actor_of(principal: Principal, reason: str | None = None) -> Actor:
-    return Actor(uid=principal.uid, role=principal.role, point_id=principal.point_id, reason=reason)
+    return Actor(
+        uid=principal.uid,
+        role=principal.role,
+        point_id=principal.point_id,
+        reason=reason,
+        supervisor=principal.supervisor,
+    )
 
 
 def patient_pesel(principal: Principal, requested: str | None, reason: str | None) -> str:

@@ -64,8 +64,12 @@ def json_response(payload: Any, status: int = 200, headers: dict[str, str] | Non
 
 def domain_error_response(err: DomainError):
     headers: dict[str, str] = {}
-    if isinstance(err, DependencyUnavailableError):
-        headers["Retry-After"] = str(err.retry_after_s)
+    # 503 (a dependency, or load shed) and 429 (a quota) say when to come back.
+    retry_after = getattr(err, "retry_after_s", None)
+    if isinstance(err, DependencyUnavailableError) or (
+        err.http_status == 429 and retry_after is not None
+    ):
+        headers["Retry-After"] = str(retry_after)
     return json_response(
         error_payload(err.code, err.message, err.details), err.http_status, headers
     )

@@ -81,14 +81,118 @@ def booking_service():
         # The nearest free slots for one who finds a slot full, from search's in-memory view
         # (loaded on the first refusal of an instance, then refreshed with what changed).
         alternatives=lambda ref, now: search_service().alternatives(ref, now),
+        gate=opening_gate,
+        quotas=quotas(),
+        reservations=reservation_book(),
     )
+
+
+def opening_gate(patient_key, birth_date, ref, ticket, now) -> None:
+    """A booking governed by a cohort opening passes only on its holder's turn."""
+
+    def region() -> str | None:  # looked up only if an opening names a region
+        entry = search_service().directory.entry(ref.point_id)
+        return entry.summary.get("voivodeship") if entry is not None else None
+
+    waiting_room().require_turn(patient_key, birth_date, ref.product, region, ticket, now)
+
+
+@functools.cache
+def quota_policy():
+    from common.services.quotas import PolicySource, firestore_override
+
+    return PolicySource(firestore_override(firestore_client()))
+
+
+@functools.cache
+def quotas():
+    """Strict per-identity counting in Firestore (writes, look-ups, callbacks, SMS, joins)."""
+    from common.services.quotas import Quotas
+
+    return Quotas(quota_policy())
+
+
+@functools.cache
+def local_quotas():
+    """Per-instance counting in memory (searches)."""
+    from common.services.quotas import LocalQuotas
+
+    return LocalQuotas(quota_policy())
+
+
+@functools.cache
+def hold_service():
+    from common.services.holds import HoldService
+
+    return HoldService(booking_service())
+
+
+@functools.cache
+def queue_access():
+    from common.services.waiting_room import QueueAccess
+
+    return QueueAccess(waiting_room(), units(), quotas(), settings().pesel_hash_key)
+
+
+@functools.cache
+def quota_admin():
+    from common.services.quotas import QuotaAdmin
+
+    return QuotaAdmin(units(), quota_policy())
+
+
+@functools.cache
+def waiting_room():
+    from common.services.waiting_room import WaitingRoom, queue_secret
+
+    return WaitingRoom(units(), firestore_client(), queue_secret(settings().pesel_hash_key))
 
 
 @functools.cache
 def search_service():
     from common.services.search import SearchService
 
-    return SearchService(firestore_client(), rule_book())
+    return SearchService(
+        firestore_client(),
+        rule_book(),
+        reservations=reservation_book(),
+        expected_wait=expected_wait_service(),
+    )
+
+
+# -- reserved capacity and the expected wait (issue 15, items 5 and 6) ---------------------
+@functools.cache
+def reservation_book():
+    """The reservations in force, in this instance's memory (reloaded every 15 s at most)."""
+    from common.services.reservations import ReservationBook
+
+    return ReservationBook(units())
+
+
+@functools.cache
+def reservation_service():
+    from common.services.reservations import ReservationService
+
+    return ReservationService(units(), rule_book(), reservation_book())
+
+
+@functools.cache
+def expected_wait_service():
+    from common.services.expected_wait import ExpectedWaitService
+
+    # Lazy: search builds this, and this reads search's directory and view when asked.
+    return ExpectedWaitService(units(), rule_book(), search_service, reservation_book())
+
+
+@functools.cache
+def booking_rate_meter():
+    """The scheduled measurement of bookings per county. The waitlist's length comes from
+    `waitlist_in_collection` until the waitlist part passes its own (expected_wait.py)."""
+    from common.services.expected_wait import BookingRateMeter
+
+    return BookingRateMeter(
+        units(), lambda: [e.summary for e in search_service().directory.entries()]
+    )
 
 
 @functools.cache
@@ -115,17 +219,61 @@ def visit_service():
 
 
 @functools.cache
+def appointment_places():
+    """The point's name, address and position on every appointment an answer carries."""
+    from common.services.appointment_places import AppointmentPlaces
+
+    return AppointmentPlaces(units(), rule_book())
+
+
+@functools.cache
+def eligible_products_service():
+    from common.services.eligible_products import EligibleProductsService
+
+    return EligibleProductsService(units(), rule_book(), settings().pesel_hash_key)
+
+
+@functools.cache
 def hotline_service():
     from common.services.hotline import HotlineService
 
-    return HotlineService(units(), settings().pesel_hash_key)
+    return HotlineService(units(), settings().pesel_hash_key, quotas=quotas())
 
 
 @functools.cache
 def callback_service():
     from common.services.callbacks import CallbackService
 
-    return CallbackService(units(), rule_book(), settings().pesel_hash_key)
+    return CallbackService(units(), rule_book(), settings().pesel_hash_key, quotas=quotas())
+
+
+@functools.cache
+def identity_admin():
+    from common.adapters.identity_platform import IdentityPlatformAdmin
+
+    settings()  # refuses an emulator host outside emulator mode before firebase-admin sees it
+    return IdentityPlatformAdmin(settings().project_id)
+
+
+@functools.cache
+def accounts_service():
+    from common.services.accounts import AccountsService
+
+    return AccountsService(units(), identity_admin())
+
+
+@functools.cache
+def sign_in_service():
+    """The identity blocking function's service: patients from the national login node."""
+    from common.adapters.login_node import LoginNodeVerifier
+    from common.services.sign_in import SignInService
+
+    s = settings()
+    return SignInService(
+        units(),
+        LoginNodeVerifier(s.login_node_issuer, s.login_node_client_id, s.login_node_jwks_url),
+        s.login_node_provider_id,
+    )
 
 
 @functools.cache
@@ -162,14 +310,14 @@ def sds_client():
 def p1_referral_sync():
     from common.services.p1_sync import P1ReferralSync
 
-    return P1ReferralSync(units(), p1_client(), settings().pesel_hash_key)
+    return P1ReferralSync(units(), p1_client(), settings().pesel_hash_key, vault=vault())
 
 
 @functools.cache
 def p1_reporter():
     from common.services.p1_reporting import P1Reporter
 
-    return P1Reporter(units(), p1_client, publisher())
+    return P1Reporter(units(), p1_client, publisher(), vault=vault())
 
 
 @functools.cache
@@ -206,7 +354,7 @@ def tasks_client():
 def sms_sender():
     from common.services.notifications import SmsSender
 
-    return SmsSender(units(), sms_client())
+    return SmsSender(units(), sms_client(), vault())
 
 
 @functools.cache
@@ -227,7 +375,14 @@ def reminder_scheduler():
 def notification_service():
     from common.services.notifications import NotificationService
 
-    return NotificationService(units(), rule_book(), sms_sender(), reminder_scheduler())
+    return NotificationService(
+        units(),
+        rule_book(),
+        sms_sender(),
+        reminder_scheduler(),
+        contacts=contact_service(),
+        secret=settings().pesel_hash_key,
+    )
 
 
 @functools.cache
@@ -252,7 +407,90 @@ def sms_dialog_service():
         sms_sender(),
         settings().pesel_hash_key,
         timedelta(minutes=settings().sms_offer_ttl_minutes),
+        vault=vault(),
+        contacts=contact_service(),
+        limits=phone_limits(),
+        room=waiting_room(),
     )
+
+
+# -- contact data, retention, nothing stuck (issue 13) -------------------------------------
+@functools.cache
+def vault():
+    """AES-GCM for the fields kept encrypted (FIELD_ENCRYPTION_KEY; common/adapters/vault.py)."""
+    from common.adapters.vault import FieldVault
+
+    return FieldVault.from_env()
+
+
+@functools.cache
+def phone_limits():
+    from common.services.phone_limits import PhoneLimits, limits_of
+
+    policy = quota_policy()
+    return PhoneLimits(settings().pesel_hash_key, lambda: limits_of(policy.policy()))
+
+
+def p1_profiles():
+    """P1 as the source of patients' phone numbers, where this function may reach P1 (its
+    P1_BASE_URL is set); None elsewhere: a stored number is then the only one."""
+    import os
+
+    return p1_client() if os.environ.get("P1_BASE_URL") else None
+
+
+@functools.cache
+def contact_service():
+    from common.services.contacts import ContactService
+
+    return ContactService(
+        units(),
+        vault(),
+        settings().pesel_hash_key,
+        phone_limits(),
+        sender=sms_sender,
+        profiles=p1_profiles,
+    )
+
+
+@functools.cache
+def stuck_work_sweeper():
+    import os
+
+    from common.services.sweeper import StuckWorkSweeper
+
+    return StuckWorkSweeper(
+        units(),
+        sms_sender(),
+        p1_reporter() if os.environ.get("P1_BASE_URL") else None,
+        phone_of=lambda patient_key, now: contact_service().phone_of(patient_key, now),
+    )
+
+
+# -- impact of a change before it is made (issue 15; common/services/impact.py) -------------
+@functools.cache
+def impact_queue():
+    """Tasks for run_impact_job: Cloud Tasks deployed, the Cloud Tasks emulator in the local
+    stack; the tests' emulator mode without one queues nothing (resume_impact_jobs, or the
+    test itself, drives the job)."""
+    import os
+
+    from common.services.impact import ImpactQueue
+
+    s = settings()
+    client = tasks_client if (s.cloud_tasks_emulator_host or not s.is_local) else None
+    # Deployed: run_impact_job's deterministic Cloud Run URL (terraform/stack/main.tf).
+    target = os.environ.get("RUN_IMPACT_JOB_URL") or f"{s.functions_base_url}/run_impact_job"
+    return ImpactQueue(
+        client, s.project_id, s.tasks_location, target, s.tasks_invoker_service_account
+    )
+
+
+@functools.cache
+def impact_jobs():
+    from common.services.impact import ImpactJobs
+
+    return ImpactJobs(units(), firestore_client(), rule_book(), impact_queue())
 
 
 @functools.cache
@@ -268,8 +506,19 @@ def now() -> datetime:
 
 def reset() -> None:
     for cached in (
+        reservation_book,
+        reservation_service,
+        expected_wait_service,
+        booking_rate_meter,
         settings,
         process_clock,
+        quota_policy,
+        quotas,
+        local_quotas,
+        waiting_room,
+        queue_access,
+        quota_admin,
+        hold_service,
         units,
         calendar_cache,
         availability_folder,
@@ -281,9 +530,14 @@ def reset() -> None:
         idempotency,
         staff_calendar_service,
         visit_service,
+        appointment_places,
+        eligible_products_service,
         hotline_service,
         callback_service,
         points_admin_service,
+        identity_admin,
+        accounts_service,
+        sign_in_service,
         p1_client,
         sds_client,
         p1_referral_sync,
@@ -296,5 +550,11 @@ def reset() -> None:
         notification_service,
         reminder_service,
         sms_dialog_service,
+        vault,
+        phone_limits,
+        contact_service,
+        stuck_work_sweeper,
+        impact_queue,
+        impact_jobs,
     ):
         cached.cache_clear()

@@ -35,6 +35,7 @@ import os
 import random
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -285,8 +286,13 @@ def _authorised(token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(value.strip(), token)
 
 
-def install_simulator(app: Flask, *, name: str, api_prefix: str, token: str, seed: int) -> None:
-    """Add fault switches, bearer auth on ``api_prefix`` paths, JSON errors and /_health."""
+def install_simulator(
+    app: Flask, *, name: str, api_prefix: str, token: str | None, seed: int
+) -> None:
+    """Add fault switches, bearer auth on ``api_prefix`` paths, JSON errors and /_health.
+
+    ``token=None``: no bearer token is asked for, because the server itself authenticates its
+    clients (mutual TLS: the TLS layer refused anyone without a certificate of our CA)."""
     injector = FaultInjector(seed)
     app.extensions["faults"] = injector
 
@@ -299,7 +305,7 @@ def install_simulator(app: Flask, *, name: str, api_prefix: str, token: str, see
             refusal = _apply_faults(injector)
             if refusal is not None:
                 return refusal
-        if not _authorised(token):
+        if token is not None and not _authorised(token):
             return json_error(
                 401,
                 "unauthenticated",
@@ -352,9 +358,18 @@ _POLL_INTERVAL_S = 0.05
 class RunningServer:
     """A simulator served by werkzeug in a background thread (tests and the CLI)."""
 
-    def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        app: Flask,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.app = app
-        self._server: BaseWSGIServer = make_server(host, port, app, threaded=True)
+        self._server: BaseWSGIServer = make_server(
+            host, port, app, threaded=True, ssl_context=ssl_context
+        )
+        self.scheme = "https" if ssl_context is not None else "http"
         self.host = host
         self.port = int(self._server.server_port)
         self._thread = threading.Thread(
@@ -368,7 +383,7 @@ class RunningServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def stop(self) -> None:
         self._server.shutdown()
@@ -387,9 +402,12 @@ class RunningServer:
         self.stop()
 
 
-def serve_in_thread(app: Flask, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
-    """Serve ``app`` on ``host:port`` (0 = a free port) until ``.stop()``."""
-    return RunningServer(app, host, port)
+def serve_in_thread(
+    app: Flask, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
+) -> RunningServer:
+    """Serve ``app`` on ``host:port`` (0 = a free port) until ``.stop()``; over TLS with
+    ``ssl_context`` (which may require client certificates: emulator/certs.py)."""
+    return RunningServer(app, host, port, ssl_context)
 
 
 def add_common_arguments(
@@ -407,10 +425,12 @@ def add_common_arguments(
     parser.add_argument("--log-level", default="WARNING")
 
 
-def run_cli(label: str, app: Flask, host: str, port: int) -> int:
+def run_cli(
+    label: str, app: Flask, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> int:
     """Serve until SIGINT/SIGTERM; print exactly one ready line once listening."""
     try:
-        server = serve_in_thread(app, host, port)
+        server = serve_in_thread(app, host, port, ssl_context)
     except OSError as exc:
         print(f"error: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
         return 2

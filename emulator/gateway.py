@@ -7,6 +7,11 @@ functions-framework's own `create_app`, so a client sees the same API it will se
 production. Functions that are not public (Pub/Sub push targets, scheduled jobs) are reachable
 under `/_functions/<name>`, the way push subscriptions and Cloud Scheduler reach them.
 
+The caller's identity travels as it does behind API Gateway (docs/identity.md): on /v1 routes
+the caller's `Authorization` moves to `X-Forwarded-Authorization`, any
+`X-Forwarded-Authorization` the client sent is dropped (API Gateway overwrites it), and
+`Authorization` carries the gateway's own identity, which a function never reads.
+
 `python -m emulator.gateway --host H --port P [--dev-tokens FILE] [--workers N]` serves it as
 instances serve functions in production: gunicorn `gthread` workers, each building the gateway
 after the fork (emulator/serve.py says which settings and why). Tests call `build_gateway()`
@@ -32,6 +37,9 @@ FUNCTIONS_DIR = ROOT / "functions"
 OPENAPI_PATH = ROOT / "api" / "openapi.yaml"
 WEB_DIR = ROOT / "web"
 _HTTP_METHODS = ("get", "post", "put", "patch", "delete")
+# Stands for the gateway's own Google-signed OIDC token (audience: the function's URL), which
+# Cloud Run's IAM check consumes in production; the functions never read it.
+GATEWAY_IDENTITY = "Bearer dev-gateway-identity"
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -119,11 +127,24 @@ class Gateway:
                         environ, start_response
                     )
                 return _json(404, "not_found", "no such API path")(environ, start_response)
-            return self.functions[route.function](environ, start_response)
+            return self.functions[route.function](as_forwarded(environ), start_response)
         for prefix, handler in self.extra_handlers.items():
             if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
                 return handler(request)(environ, start_response)
         return _json(404, "not_found", "not found")(environ, start_response)
+
+
+def as_forwarded(environ: dict[str, Any]) -> dict[str, Any]:
+    """The request as API Gateway hands it to a function: the caller's Authorization in
+    X-Forwarded-Authorization (a client's own X-Forwarded-Authorization never passes), and
+    the gateway's identity in Authorization."""
+    forwarded = dict(environ)
+    forwarded.pop("HTTP_X_FORWARDED_AUTHORIZATION", None)
+    caller = forwarded.pop("HTTP_AUTHORIZATION", None)
+    if caller is not None:
+        forwarded["HTTP_X_FORWARDED_AUTHORIZATION"] = caller
+    forwarded["HTTP_AUTHORIZATION"] = GATEWAY_IDENTITY
+    return forwarded
 
 
 def build_function_apps(names: Iterable[str]) -> dict[str, WsgiApp]:
@@ -161,6 +182,31 @@ def _static_handler(root: Path) -> Callable[[Request], Response]:
     return serve
 
 
+def sign_in_config() -> dict[str, Any]:
+    import os
+
+    from emulator.seed.users import DEMO_PASSWORD, DEMO_USERS
+
+    auth = os.environ.get("FIREBASE_AUTH_EMULATOR_HOST")
+    if os.environ.get("LOCAL_STACK") != "1" or not auth:
+        return {}
+    return {
+        "auth_emulator": f"http://{auth}",
+        "api_key": "local-api-key",
+        "login_node": os.environ.get("LOGIN_NODE_ISSUER"),
+        "client_id": os.environ.get("LOGIN_NODE_CLIENT_ID"),
+        "provider_id": os.environ.get("LOGIN_NODE_PROVIDER_ID", "oidc.login-gov-pl"),
+        "patients": [
+            {"person": u.uid, "label": u.label} for u in DEMO_USERS if u.role == "patient"
+        ],
+        "accounts": [
+            {"email": u.email, "password": DEMO_PASSWORD, "role": u.role, "label": u.label}
+            for u in DEMO_USERS
+            if u.email is not None
+        ],
+    }
+
+
 def build_gateway(dev_tokens: dict[str, Any] | None = None) -> Gateway:
     sys.path.insert(0, str(ROOT))
     functions = build_function_apps(discover_functions())
@@ -179,13 +225,19 @@ def build_gateway(dev_tokens: dict[str, Any] | None = None) -> Gateway:
         return Response(OPENAPI_PATH.read_bytes(), mimetype="application/yaml")
 
     def tokens(_: Request) -> Response:
-        # Local only: the demo users' unsigned tokens, so the web apps can "log in".
+        # Tests only (tests/e2e/browser): tokens the Auth emulator issued for their users.
         return Response(json.dumps(dev_tokens or {}), mimetype="application/json")
+
+    def sign_in(_: Request) -> Response:
+        # Local only: where the sign-in page (web/index.js) finds the login node and the Auth
+        # emulator, and the demo accounts it offers (docs/identity.md).
+        return Response(json.dumps(sign_in_config()), mimetype="application/json")
 
     handlers: dict[str, Callable[[Request], Response]] = {
         "/healthz": healthz,
         "/openapi.yaml": openapi,
         "/dev/tokens": tokens,
+        "/dev/sign-in": sign_in,
     }
     if WEB_DIR.exists():
         handlers["/"] = _static_handler(WEB_DIR)

@@ -7,6 +7,7 @@ only the wrapper would leave Java running.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -18,6 +19,12 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# The official Firebase Auth emulator: firebase-tools from npm, pinned in
+# emulator/auth_emulator/package-lock.json and installed by `make install` (npm ci).
+AUTH_EMULATOR_DIR = ROOT / "emulator" / "auth_emulator"
+FIREBASE_CLI = AUTH_EMULATOR_DIR / "node_modules" / ".bin" / "firebase"
 
 
 class StackError(Exception):
@@ -207,4 +214,64 @@ def pubsub_emulator(host: str, port: int, project_id: str, log_dir: Path) -> Man
         ],
         ready=lambda: http_ok(f"http://{host}:{port}/"),
         log_path=log_dir / "pubsub.log",
+    )
+
+
+def require_auth_emulator() -> None:
+    """Node and the repository's own firebase-tools (never a global one, never a download at
+    run time): say what to run instead of a traceback."""
+    if shutil.which("node") is None:
+        raise StackError(
+            "Node.js is not installed or not on PATH; the Firebase Auth emulator (firebase-tools) "
+            "needs Node 20 or newer (on Debian: `apt-get install -y nodejs npm`)."
+        )
+    if not FIREBASE_CLI.exists():
+        raise StackError(
+            f"the Firebase Auth emulator is not installed ({FIREBASE_CLI} is missing); run "
+            "`make install` (it runs `npm ci` in emulator/auth_emulator)."
+        )
+
+
+def auth_emulator(host: str, port: int, project_id: str, log_dir: Path) -> ManagedProcess:
+    """The official Firebase Auth emulator on host:port, offline (a demo- project needs no
+    login and no network). Its hub and logging side ports are free ports, written with the
+    auth port into a firebase.json of its own, so two stacks (a `make run` and a test run) do
+    not collide on firebase-tools' fixed defaults (4400, 4500)."""
+    config_dir = log_dir / f"auth-emulator-{port}"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    config = {
+        "emulators": {
+            "auth": {"host": host, "port": port},
+            "hub": {"host": host, "port": free_port(host)},
+            "logging": {"host": host, "port": free_port(host)},
+            "ui": {"enabled": False},
+            # One emulator serves every project id (each test uses its own).
+            "singleProjectMode": False,
+        }
+    }
+    config_path = config_dir / "firebase.json"
+    config_path.write_text(json.dumps(config, indent=2))
+    demo_project = project_id if project_id.startswith("demo-") else f"demo-{project_id}"
+    return ManagedProcess(
+        name="Firebase Auth emulator",
+        argv=[
+            str(FIREBASE_CLI),
+            "emulators:start",
+            "--only",
+            "auth",
+            "--project",
+            demo_project,
+            "--config",
+            str(config_path),
+        ],
+        ready=lambda: http_ok(f"http://{host}:{port}/"),
+        log_path=log_dir / "auth.log",
+        env={
+            **os.environ,
+            # No update check, no telemetry prompt: it must start the same way offline.
+            "NO_UPDATE_NOTIFIER": "1",
+            "FIREBASE_CLI_EXPERIMENTS": "",
+            "CI": os.environ.get("CI", "true"),
+        },
+        cwd=config_dir,
     )

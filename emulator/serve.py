@@ -209,13 +209,17 @@ class SharedDocumentCounts:
         self._fd: int | None = None
         self._pid = 0
 
-    @staticmethod
-    def _fields() -> list[str]:
-        from dataclasses import fields
+    _names: list[str] | None = None  # DocumentCounts' fields, looked up once per process
 
-        from common.adapters.firestore_metering import DocumentCounts
+    @classmethod
+    def _fields(cls) -> list[str]:
+        if cls._names is None:
+            from dataclasses import fields
 
-        return [f.name for f in fields(DocumentCounts)]
+            from common.adapters.firestore_metering import DocumentCounts
+
+            cls._names = [f.name for f in fields(DocumentCounts)]
+        return cls._names
 
     @classmethod
     def create(cls, path: Path) -> SharedDocumentCounts:
@@ -260,15 +264,44 @@ class SharedDocumentCounts:
         return DocumentCounts(**dict(zip(self._fields(), values, strict=True)))
 
 
-def meter_into(client: Any, counts: SharedDocumentCounts) -> Any:
-    """An exact DocumentMeter on `client` whose counts go to the shared file."""
+class WritesLog:
+    """Every document this process writes, appended to a file of its own as lines of
+    `monotonic_ns document_name` (CLOCK_MONOTONIC is system-wide, so the times of several
+    processes compare): the benchmarks merge the workers' files to find the hottest document.
+    One buffered write and a flush per commit, under a thread lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._file: Any = None
+
+    @staticmethod
+    def path_for(meter_path: Path, pid: int | None = None) -> Path:
+        return Path(f"{meter_path}.writes.{pid if pid is not None else os.getpid()}")
+
+    def append(self, names: list[str], moment_ns: int) -> None:
+        lines = "".join(f"{moment_ns} {name.split('/documents/', 1)[-1]}\n" for name in names)
+        with self._lock:
+            if self._file is None:
+                self._file = self.path.open("a", encoding="utf-8")
+            self._file.write(lines)
+            self._file.flush()
+
+
+def meter_into(client: Any, counts: SharedDocumentCounts, writes: WritesLog | None = None) -> Any:
+    """An exact DocumentMeter on `client` whose counts go to the shared file (and, with
+    `writes`, every document written to that log)."""
     from common.adapters.firestore_metering import DocumentMeter
 
     class _SharedMeter(DocumentMeter):
         def _add(self, **deltas: int) -> None:
             counts.add(**deltas)
 
-    return _SharedMeter(client)
+        def _written_documents(self, names: list[str], moment_ns: int) -> None:
+            if writes is not None:
+                writes.append(names, moment_ns)
+
+    return _SharedMeter(client, track_documents=writes is not None)
 
 
 # -- the gunicorn application -----------------------------------------------------------------
@@ -299,7 +332,11 @@ class _GatewayApplication(BaseApplication):
         if self.meter_path is not None:
             from common import wiring
 
-            meter_into(wiring.firestore_client(), SharedDocumentCounts(self.meter_path))
+            meter_into(
+                wiring.firestore_client(),
+                SharedDocumentCounts(self.meter_path),
+                WritesLog(WritesLog.path_for(self.meter_path)),
+            )
         return gateway
 
 
@@ -369,7 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="count the Firestore documents every worker reads and writes into this file "
-        "(SharedDocumentCounts.create makes it; used by the benchmarks)",
+        "(SharedDocumentCounts.create makes it; used by the benchmarks), and log every "
+        "document each worker writes to FILE.writes.<pid> (`monotonic_ns name` lines)",
     )
     return parser
 

@@ -1,9 +1,11 @@
 """The whole local cloud with one command: `python -m emulator` (or `make run`).
 
-Starts the official Firestore and Pub/Sub emulators, our Cloud Tasks emulator and the dev
-gateway with every function, provisions topics, subscriptions and queues from
-common/declarations.yaml, loads demo data, fires scheduled jobs, prints where everything is,
-and on Ctrl-C (or SIGTERM) stops all of it, Java included.
+Starts the official Firestore, Pub/Sub and Firebase Auth emulators, our Cloud Tasks emulator,
+the P1/SDS/SMS and login-node simulators and the dev gateway with every function, provisions
+topics, subscriptions and queues from common/declarations.yaml, registers the identity blocking
+function in the Auth emulator, creates the demo staff, agent and admin accounts, loads demo
+data, fires scheduled jobs, prints where everything is, and on Ctrl-C (or SIGTERM) stops all
+of it, Java and Node included. Everything runs in emulator mode (LOCAL_STACK=1).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import sys
 import threading
 import urllib.request
@@ -21,13 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common import clock
+from emulator.certs import Pki, ensure_pki
 from emulator.processes import (
     ManagedProcess,
     StackError,
+    auth_emulator,
     firestore_emulator,
     http_ok,
     latest_export,
     pubsub_emulator,
+    require_auth_emulator,
     require_free_port,
     require_tools,
     tcp_open,
@@ -37,10 +43,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PROJECT = "demo-erejestracja"
 LOCATION = "europe-central2"
 # Local-only credentials of the simulators (documented defaults, not secrets).
-LOCAL_P1_TOKEN = "local-p1-token"  # noqa: S105
 LOCAL_SDS_TOKEN = "local-sds-token"  # noqa: S105
 LOCAL_SMS_TOKEN = "local-sms-token"  # noqa: S105
 LOCAL_SMS_WEBHOOK_SECRET = "local-sms-webhook-secret"  # noqa: S105
+LOGIN_NODE_CLIENT_ID = "e-rejestracja-local"
 
 
 @dataclass(frozen=True)
@@ -59,23 +65,43 @@ class StackConfig:
     p1_port: int = 8301
     sds_port: int = 8302
     sms_port: int = 8303
+    # The Firebase Auth emulator and the national login node simulator (docs/identity.md).
+    auth_port: int = 9099
+    login_node_port: int = 8304
+
+    @property
+    def login_node_url(self) -> str:
+        return f"http://{self.host}:{self.login_node_port}"
 
     @property
     def gateway_url(self) -> str:
         return f"http://{self.host}:{self.gateway_port}"
 
+    @property
+    def pki_dir(self) -> Path:
+        """The local CA and the P1 simulator's and our client's certificates."""
+        return self.state_dir / "pki"
+
     def environment(self) -> dict[str, str]:
         """The variables every client needs to reach the local cloud instead of Google's."""
         return {
             "GOOGLE_CLOUD_PROJECT": self.project_id,
+            # Emulator mode: the only way the processes accept the variables below.
+            "LOCAL_STACK": "1",
             "FIRESTORE_EMULATOR_HOST": f"{self.host}:{self.firestore_port}",
             "PUBSUB_EMULATOR_HOST": f"{self.host}:{self.pubsub_port}",
             "CLOUD_TASKS_EMULATOR_HOST": f"{self.host}:{self.tasks_port}",
-            "FIREBASE_AUTH_EMULATOR_HOST": f"{self.host}:9099",
+            "FIREBASE_AUTH_EMULATOR_HOST": f"{self.host}:{self.auth_port}",
+            "LOGIN_NODE_ISSUER": self.login_node_url,
+            "LOGIN_NODE_JWKS_URL": f"{self.login_node_url}/jwks",
+            "LOGIN_NODE_CLIENT_ID": LOGIN_NODE_CLIENT_ID,
+            "BLOCKING_FUNCTION_URL": f"{self.gateway_url}/_functions/authorize_sign_in",
             "PUBLIC_BASE_URL": self.gateway_url,
             "FUNCTIONS_BASE_URL": f"{self.gateway_url}/_functions",
-            "P1_BASE_URL": f"http://{self.host}:{self.p1_port}",
-            "P1_TOKEN": LOCAL_P1_TOKEN,
+            # P1 over mutual TLS, as in production: our client certificate, P1's CA
+            # (emulator/certs.py makes both at start, in .local/pki, never committed).
+            "P1_BASE_URL": f"https://{self.host}:{self.p1_port}",
+            **Pki(self.pki_dir).client_env(),
             "SDS_BASE_URL": f"http://{self.host}:{self.sds_port}",
             "SDS_TOKEN": LOCAL_SDS_TOKEN,
             "SMS_BASE_URL": f"http://{self.host}:{self.sms_port}",
@@ -103,6 +129,10 @@ def parse_args(argv: list[str] | None) -> StackConfig:
     parser.add_argument("--p1-port", type=int, default=int(env.get("P1_PORT", 8301)))
     parser.add_argument("--sds-port", type=int, default=int(env.get("SDS_PORT", 8302)))
     parser.add_argument("--sms-port", type=int, default=int(env.get("SMS_PORT", 8303)))
+    parser.add_argument("--auth-port", type=int, default=int(env.get("AUTH_PORT", 9099)))
+    parser.add_argument(
+        "--login-node-port", type=int, default=int(env.get("LOGIN_NODE_PORT", 8304))
+    )
     parser.add_argument(
         "--persist",
         type=Path,
@@ -154,6 +184,8 @@ def parse_args(argv: list[str] | None) -> StackConfig:
         p1_port=args.p1_port,
         sds_port=args.sds_port,
         sms_port=args.sms_port,
+        auth_port=args.auth_port,
+        login_node_port=args.login_node_port,
     )
 
 
@@ -166,6 +198,7 @@ class LocalStack:
     # -- start ---------------------------------------------------------------------------
     def preflight(self) -> None:
         require_tools()
+        require_auth_emulator()
         c = self.config
         require_free_port(c.host, c.firestore_port, "Firestore emulator", "--firestore-port")
         require_free_port(c.host, c.pubsub_port, "Pub/Sub emulator", "--pubsub-port")
@@ -174,10 +207,13 @@ class LocalStack:
         require_free_port(c.host, c.p1_port, "P1 simulator", "--p1-port")
         require_free_port(c.host, c.sds_port, "SDS simulator", "--sds-port")
         require_free_port(c.host, c.sms_port, "SMS simulator", "--sms-port")
+        require_free_port(c.host, c.auth_port, "Firebase Auth emulator", "--auth-port")
+        require_free_port(c.host, c.login_node_port, "login node simulator", "--login-node-port")
 
     def start(self) -> None:
         c = self.config
         logs = c.state_dir / "logs"
+        ensure_pki(c.pki_dir)
         child_env = {**os.environ, **c.environment(), "PYTHONPATH": str(ROOT)}
         firestore = firestore_emulator(c.host, c.firestore_port, logs, c.persist_dir)
         pubsub = pubsub_emulator(c.host, c.pubsub_port, c.project_id, logs)
@@ -198,13 +234,25 @@ class LocalStack:
             cwd=ROOT,
         )
         simulators = self._simulators(child_env, logs)
-        for process in (firestore, pubsub, tasks, *simulators):
+        # Measured: 6-20 s to ready on a quiet 2-core machine, up to 45 s under load.
+        auth = auth_emulator(c.host, c.auth_port, c.project_id, logs)
+        login_node = ManagedProcess(
+            name="login node simulator",
+            argv=[
+                *(sys.executable, "-m", "emulator.login_node", "--host", c.host),
+                *("--port", str(c.login_node_port), "--client-id", LOGIN_NODE_CLIENT_ID),
+            ],
+            ready=functools.partial(tcp_open, c.host, c.login_node_port),
+            log_path=logs / "login_node.log",
+            env=child_env,
+            cwd=ROOT,
+        )
+        for process in (firestore, pubsub, tasks, auth, login_node, *simulators):
             self._launch(process)
-        for process in (firestore, pubsub, tasks, *simulators):
-            process.wait_ready(90)
+        for process in (firestore, pubsub, tasks, auth, login_node, *simulators):
+            process.wait_ready(120)
             print(f"  ready: {process.name}", flush=True)
         os.environ.update(c.environment())
-        tokens_path = self._write_dev_tokens()
         gateway = ManagedProcess(
             name="gateway and functions",
             argv=[
@@ -215,8 +263,6 @@ class LocalStack:
                 c.host,
                 "--port",
                 str(c.gateway_port),
-                "--dev-tokens",
-                str(tokens_path),
             ],
             ready=lambda: http_ok(f"{c.gateway_url}/healthz"),
             log_path=logs / "gateway.log",
@@ -227,6 +273,7 @@ class LocalStack:
         gateway.wait_ready(60)
         print(f"  ready: {gateway.name}", flush=True)
         self._provision()
+        self._identity()
         if c.seed:
             self._seed()
         self._start_scheduler()
@@ -238,7 +285,8 @@ class LocalStack:
         state = c.persist_dir / "simulators" if c.persist_dir else None
         processes = []
         for name, module, port, token, extra in (
-            ("P1 simulator", "emulator.p1", c.p1_port, LOCAL_P1_TOKEN, []),
+            # Mutual TLS: the client certificate is the credential (no token).
+            ("P1 simulator", "emulator.p1", c.p1_port, None, ["--pki", str(c.pki_dir)]),
             ("SDS simulator", "emulator.sds", c.sds_port, LOCAL_SDS_TOKEN, []),
             (
                 "SMS simulator",
@@ -247,14 +295,15 @@ class LocalStack:
                 LOCAL_SMS_TOKEN,
                 [
                     "--webhook",
-                    f"{c.gateway_url}/_functions/receive_sms",
+                    # The public, signed route, as the provider reaches it in production.
+                    f"{c.gateway_url}/v1/sms/inbound",
                     "--webhook-secret",
                     LOCAL_SMS_WEBHOOK_SECRET,
                 ],
             ),
         ):
             argv = [sys.executable, "-m", module, "--host", c.host, "--port", str(port)]
-            argv += ["--token", token, *extra]
+            argv += [*(["--token", token] if token else []), *extra]
             if state is not None:
                 state.mkdir(parents=True, exist_ok=True)
                 argv += ["--state", str(state / f"{module.split('.')[-1]}.json")]
@@ -290,6 +339,37 @@ class LocalStack:
             flush=True,
         )
 
+    def _identity(self) -> None:
+        """The blocking function registered in the Auth emulator (as Terraform registers it in
+        Identity Platform), and the demo staff, agent and admin accounts, made by the accounts
+        service (the admin API's) with the local demo password."""
+        from common import wiring
+        from common.domain.accounts import AccountClaims
+        from common.services.accounts import CreateAccount
+        from common.services.booking import Actor
+        from emulator.seed.users import DEMO_PASSWORD, DEMO_USERS
+        from emulator.sign_in import register_blocking_function
+
+        c = self.config
+        environment = c.environment()
+        register_blocking_function(
+            environment["FIREBASE_AUTH_EMULATOR_HOST"],
+            c.project_id,
+            environment["BLOCKING_FUNCTION_URL"],
+        )
+        wiring.reset()
+        service = wiring.accounts_service()
+        seeder = Actor(uid="local-stack-seed", role="admin")
+        made = 0
+        for user in DEMO_USERS:
+            if user.email is None:
+                continue
+            claims = AccountClaims(user.role, user.point_id)  # type: ignore[arg-type]
+            command = CreateAccount(user.email, user.label, claims, password=DEMO_PASSWORD)
+            service.create(command, seeder, clock.now(), None)
+            made += 1
+        print(f"  identity: blocking function registered, {made} demo accounts", flush=True)
+
     def _seed(self) -> None:
         from emulator.seed.demo import seed_demo
 
@@ -303,21 +383,26 @@ class LocalStack:
         seed_demo also writes them directly, so the demo works even if this fails."""
         from datetime import timedelta
 
-        from emulator.seed.demo import DEMO_PATIENTS, demo_patients
+        from emulator.seed.demo import DEMO_PATIENTS, demo_patients, demo_profiles
 
         c = self.config
         today = clock.today_warsaw()
+        pesels = demo_patients(DEMO_PATIENTS)
         body = json.dumps(
             {
-                "pesels": demo_patients(DEMO_PATIENTS),
+                "pesels": pesels,
                 "valid_from": (today - timedelta(days=10)).isoformat(),
                 "valid_days": 90,
             }
         ).encode()
+        # The demo patients' phones live where real ones do: their IKP profiles in P1, fetched
+        # (over mutual TLS) the first time a confirmation needs one.
+        profiles = json.dumps({"profiles": demo_profiles(pesels)}).encode()
+        p1 = f"https://{c.host}:{c.p1_port}/p1/v1"
+        tls = Pki(c.pki_dir).client_context()
         try:
-            issued = _post_json(
-                f"http://{c.host}:{c.p1_port}/p1/v1/referrals:issue", body, LOCAL_P1_TOKEN
-            )
+            issued = _post_json(f"{p1}/referrals:issue", body, None, tls)
+            _post_json(f"{p1}/profiles:set", profiles, None, tls)
             synced = _post_json(f"{c.gateway_url}/_functions/sync_p1_referrals", b"{}", None)
         except OSError as err:
             return f"not seeded ({err}); sync_p1_referrals retries every 5 minutes"
@@ -334,14 +419,6 @@ class LocalStack:
             load_declarations(), f"{self.config.gateway_url}/_functions", clock.now
         )
         self.scheduler.start()
-
-    def _write_dev_tokens(self) -> Path:
-        from emulator.seed.users import demo_tokens
-
-        path = self.config.state_dir / "demo-tokens.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(demo_tokens(self.config.project_id), indent=2))
-        return path
 
     # -- stop ----------------------------------------------------------------------------
     def export_firestore(self) -> None:
@@ -398,11 +475,14 @@ e-Rejestracja local cloud is up (project {c.project_id}).
   Firestore emulator     {c.host}:{c.firestore_port}
   Pub/Sub emulator       {c.host}:{c.pubsub_port}
   Cloud Tasks emulator   {c.host}:{c.tasks_port}
-  P1 simulator           http://{c.host}:{c.p1_port}/p1/v1/...   (e-referrals, vaccination records)
+  P1 simulator           https://{c.host}:{c.p1_port}/p1/v1/...  (mutual TLS, .local/pki)
   SDS simulator          http://{c.host}:{c.sds_port}/sds/v1/...  (deliveries, demand)
-  SMS simulator          http://{c.host}:{c.sms_port}/sms/v1/...  (webhook: /_functions/receive_sms)
+  SMS simulator          http://{c.host}:{c.sms_port}/sms/v1/...  (signed webhook: /v1/sms/inbound)
+  Auth emulator          {c.host}:{c.auth_port}   (official, firebase-tools: issues every ID token)
+  login.gov.pl simulator {c.login_node_url}/authorize   (patients sign in there)
   Dead letters           python -m emulator.replay_dead_letters SUBSCRIPTION --list  (--to TOPIC)
-  Demo users' tokens     {c.state_dir / "demo-tokens.json"}  (also {c.gateway_url}/dev/tokens)
+  Sign in                {c.gateway_url}/  (patients via the login node, staff with e-mail
+                         and password); a token for curl: python -m emulator.token patient
   Logs                   {c.state_dir / "logs"}{clock_line}
 
   To point your own tools at it:
@@ -416,12 +496,12 @@ Press Ctrl-C to stop everything.
 """
 
 
-def _post_json(url: str, body: bytes, token: str | None) -> dict:
+def _post_json(url: str, body: bytes, token: str | None, tls: ssl.SSLContext | None = None) -> dict:
     request = urllib.request.Request(url, data=body, method="POST")  # noqa: S310 (local)
     request.add_header("Content-Type", "application/json")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310
+    with urllib.request.urlopen(request, timeout=120, context=tls) as response:  # noqa: S310
         return json.loads(response.read() or b"{}")
 
 

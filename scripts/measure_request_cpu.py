@@ -23,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+os.environ.setdefault("LOCAL_STACK", "1")  # emulator mode (common/config.py)
 os.environ.setdefault("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
 os.environ.setdefault("GOOGLE_CLOUD_PROJECT", f"cpu-{uuid.uuid4().hex[:8]}")
 

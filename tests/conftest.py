@@ -1,9 +1,12 @@
 """Test set-up shared by every suite.
 
 Unit tests need nothing. Integration and end-to-end tests ask for `project` (or
-`local_cloud`): the official Firestore and Pub/Sub emulators are started once per run on free
-ports (or reused when FIRESTORE_EMULATOR_HOST and PUBSUB_EMULATOR_HOST are already set), and
-each test gets a project id of its own, which isolates its data completely in both emulators.
+`local_cloud`): the official Firestore, Pub/Sub and Firebase Auth emulators are started once
+per run on free ports (or reused when FIRESTORE_EMULATOR_HOST and PUBSUB_EMULATOR_HOST, and
+FIREBASE_AUTH_EMULATOR_HOST for Auth, are already set), in emulator mode (LOCAL_STACK=1,
+common/config.py), and each test gets a project id of its own, which isolates its data
+completely in every emulator. Every ID token of those tests is issued by the Auth emulator
+(tests/support/identity.py); only tests/unit may hand-mint one.
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ if str(ROOT) not in sys.path:
 
 from emulator.processes import (  # noqa: E402
     StackError,
+    auth_emulator,
     firestore_emulator,
     free_port,
+    http_ok,
     pubsub_emulator,
+    require_auth_emulator,
     require_tools,
 )
 
@@ -56,6 +62,8 @@ CLOCK_SENSITIVE = (
     "tests/unit/",
     "tests/integration/test_notifications.py",
     "tests/integration/test_sms_dialog.py",
+    "tests/integration/test_sms_channel_safety.py",
+    "tests/integration/test_contact_data.py",
     "tests/integration/test_visits.py",
     "tests/integration/test_staff_calendar.py",
     "tests/integration/test_booking_flows.py",
@@ -96,47 +104,74 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
 class LocalCloud:
     firestore_host: str
     pubsub_host: str
+    auth_host: str
 
 
 @pytest.fixture(scope="session")
 def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
-    os.environ.setdefault("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
+    os.environ["LOCAL_STACK"] = "1"  # emulator mode (common/config.py): the tests' own
     reuse_firestore = os.environ.get("FIRESTORE_EMULATOR_HOST")
     reuse_pubsub = os.environ.get("PUBSUB_EMULATOR_HOST")
-    if reuse_firestore and reuse_pubsub:
-        yield LocalCloud(reuse_firestore, reuse_pubsub)
+    reuse_auth = os.environ.get("FIREBASE_AUTH_EMULATOR_HOST")
+    if reuse_auth and not http_ok(f"http://{reuse_auth}/"):
+        reuse_auth = None
+    wanted = [] if reuse_firestore and reuse_pubsub else ["firestore", "pubsub"]
+    if not reuse_auth:
+        wanted.append("auth")
+    if not wanted:
+        yield LocalCloud(reuse_firestore, reuse_pubsub, reuse_auth)
         return
     try:
-        require_tools()
+        if "firestore" in wanted:
+            require_tools()
+        if "auth" in wanted:
+            require_auth_emulator()
     except StackError as err:
         pytest.exit(f"cannot start the emulators: {err}", returncode=3)
     logs = tmp_path_factory.mktemp("emulator-logs")
     host = "127.0.0.1"
-    firestore = firestore_emulator(host, free_port(host), logs)
-    pubsub = pubsub_emulator(host, free_port(host), "test", logs)
+    processes = {}
+    if "firestore" in wanted:
+        processes["firestore"] = firestore_emulator(host, free_port(host), logs)
+        processes["pubsub"] = pubsub_emulator(host, free_port(host), "test", logs)
+    auth_port = free_port(host)
+    if "auth" in wanted:
+        # Measured: 6-20 s to ready on a quiet 2-core machine (40 s under heavy load).
+        processes["auth"] = auth_emulator(host, auth_port, "demo-erejestracja-test", logs)
     started = []
     try:
-        for process in (firestore, pubsub):
+        for process in processes.values():
             process.start()
             started.append(process)
-        for process in (firestore, pubsub):
-            process.wait_ready(120)
+        for process in processes.values():
+            process.wait_ready(180)
     except StackError as err:
         for process in started:
             process.stop()
         pytest.exit(f"cannot start the emulators: {err}", returncode=3)
-    firestore_host = firestore.argv[-1].split("=", 1)[1]
-    pubsub_host = next(a for a in pubsub.argv if a.startswith("--host-port=")).split("=", 1)[1]
-    os.environ["FIRESTORE_EMULATOR_HOST"] = firestore_host
-    os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_host
-    _warm_up(firestore_host)
+    set_here = []
+    if "firestore" in processes:
+        firestore, pubsub = processes["firestore"], processes["pubsub"]
+        firestore_host = firestore.argv[-1].split("=", 1)[1]
+        pubsub_host = next(a for a in pubsub.argv if a.startswith("--host-port=")).split("=")[1]
+        os.environ["FIRESTORE_EMULATOR_HOST"] = firestore_host
+        os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_host
+        set_here += ["FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"]
+        _warm_up(firestore_host)
+    if "auth" in processes:
+        os.environ["FIREBASE_AUTH_EMULATOR_HOST"] = f"{host}:{auth_port}"
+        set_here.append("FIREBASE_AUTH_EMULATOR_HOST")
     try:
-        yield LocalCloud(firestore_host, pubsub_host)
+        yield LocalCloud(
+            os.environ["FIRESTORE_EMULATOR_HOST"],
+            os.environ["PUBSUB_EMULATOR_HOST"],
+            os.environ["FIREBASE_AUTH_EMULATOR_HOST"],
+        )
     finally:
         for process in started:
             process.stop()
-        os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
-        os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        for name in set_here:
+            os.environ.pop(name, None)
 
 
 def _warm_up(firestore_host: str) -> None:

@@ -106,6 +106,8 @@ export async function api(method, path, options = {}) {
     try {
       return await apiOnce(method, path, options);
     } catch (err) {
+      // `retry: false`: the caller paces itself (a poller that waits Retry-After on its own).
+      if (options.retry === false) throw err;
       const delay =
         err instanceof ApiError ? retryDelayMs(err.status, err.details && err.details.retry_after) : null;
       if (delay === null || Date.now() + delay - started > RETRY_PATIENCE_MS) throw err;
@@ -116,9 +118,10 @@ export async function api(method, path, options = {}) {
   }
 }
 
-async function apiOnce(method, path, { query, body, action, idempotent } = {}) {
+async function apiOnce(method, path, { query, body, action, idempotent, headers: extra } = {}) {
   const s = session.get();
-  const headers = { Accept: "application/json" };
+  // `headers`: extra request headers, e.g. the waiting room's X-Queue-Ticket (web/queue.js).
+  const headers = { ...(extra || {}), Accept: "application/json" };
   if (s && s.token) headers.Authorization = `Bearer ${s.token}`;
   let url = path;
   if (query) {
@@ -168,30 +171,57 @@ async function apiOnce(method, path, { query, body, action, idempotent } = {}) {
 }
 
 // -- messages (aria-live regions) -----------------------------------------------------------
-/** Show a status message (polite) or an error (assertive) in the page's live regions. */
-export function announce(message, kind = "ok") {
+// The last message is kept as a function of the language, so that switching languages
+// re-renders it instead of leaving a Polish sentence on an English page.
+let lastMessage = null; // {render: () => string, kind, details: () => string | null}
+
+/**
+ * Show a status message (polite) or an error (assertive) in the page's live regions.
+ * `message` is a string or a function returning one (re-rendered on a language change);
+ * `details` (errors) goes into a <details> element for support: status, code, server text.
+ */
+export function announce(message, kind = "ok", details = null) {
+  lastMessage = message
+    ? {
+        render: typeof message === "function" ? message : () => message,
+        kind,
+        details: typeof details === "function" ? details : () => details,
+      }
+    : null;
+  paintMessage();
+}
+
+function paintMessage() {
   const status = document.getElementById("status");
   // While a modal dialog is open the rest of the page is inert: its errors go inside it.
   const dialog = document.querySelector("dialog[open]");
   const error = (dialog && dialog.querySelector(".dialog-error")) || document.getElementById("error");
-  for (const other of document.querySelectorAll(".dialog-error")) {
-    if (other !== error) {
-      other.textContent = "";
+  for (const other of document.querySelectorAll(".dialog-error, #error")) {
+    if (other !== error || !lastMessage || lastMessage.kind !== "error") {
+      other.replaceChildren();
       other.hidden = true;
     }
   }
-  if (kind === "error") {
-    if (status) status.textContent = "";
-    if (error) {
-      error.textContent = message;
-      error.hidden = false;
-    }
-  } else {
-    if (error) {
-      error.textContent = "";
-      error.hidden = true;
-    }
-    if (status) status.textContent = message;
+  if (status) status.textContent = "";
+  if (!lastMessage) return;
+  const text = lastMessage.render();
+  if (lastMessage.kind === "error") {
+    if (!error) return;
+    const details = lastMessage.details();
+    error.replaceChildren(
+      el("span", { class: "error-text", text }),
+      details
+        ? el(
+            "details",
+            { class: "error-details" },
+            el("summary", { text: t("error.details") }),
+            el("p", { class: "mono", text: details }),
+          )
+        : null,
+    );
+    error.hidden = false;
+  } else if (status) {
+    status.textContent = text;
   }
 }
 
@@ -199,16 +229,74 @@ export function clearMessages() {
   announce("");
 }
 
-/** A user-facing text for a failed call: the translated code when known, else the server's. */
-export function describeError(err) {
-  if (!(err instanceof ApiError)) return `${t("error.unexpected")}: ${err && err.message}`;
+/** Take down the error shown (it no longer applies: e.g. the turn it was about has come). */
+export function dismissError() {
+  if (lastMessage && lastMessage.kind === "error") announce("");
+}
+
+let audience = "staff"; // "me" on the patient's own page: errors speak to "you"
+
+/** The plain-language text of a failed call: what happened and what to do next. */
+export function errorText(err) {
+  if (!(err instanceof ApiError)) return t("error.unexpected");
+  if (err.status === 0) return t("error.network");
   if (err.status === 401) return t("error.unauthenticated");
-  const known = tOr(`code.${err.code}`, null);
-  const base = known ? `${known} (${err.message})` : err.message;
-  const retry = err.details && err.details.retry_after;
-  return `${t("error.prefix")} ${err.status || ""} ${err.code}: ${base}${
-    retry ? ` ${t("error.retry_after", { s: retry })}` : ""
-  }`.replace(/\s+/g, " ");
+  const d = err.details || {};
+  const params = {
+    opens: d.opens_at ? formatDateTime(d.opens_at) : "",
+    room: d.window_opens_at ? formatDateTime(d.window_opens_at) : "",
+    turn_ends: d.turn_ends_at ? formatTime(d.turn_ends_at) : "",
+    position: d.position ?? "",
+    valid_from: d.valid_from ? formatDay(d.valid_from) : "",
+    valid_to: d.valid_to ? formatDay(d.valid_to) : "",
+    earliest: d.earliest ? formatDay(d.earliest) : "",
+    latest: d.latest ? formatDay(d.latest) : "",
+    min_age: d.min_age ?? "",
+    max_age: d.max_age ?? "",
+    s: d.retry_after || "",
+  };
+  // A more precise text when the details allow one (which dates, which reason).
+  const flavour =
+    d.reason ||
+    (d.expired
+      ? "expired"
+      : d.position
+        ? "waiting"
+        : d.latest
+          ? "window"
+          : d.earliest
+            ? "from"
+            : d.opens_at
+              ? "dated"
+              : null);
+  const variant =
+    flavour &&
+    ((audience === "me" && tOr(`error.me.${err.code}.${flavour}`, null, params)) ||
+      tOr(`error.${err.code}.${flavour}`, null, params));
+  const text =
+    variant ||
+    (audience === "me" && tOr(`error.me.${err.code}`, null, params)) ||
+    tOr(`error.${err.code}`, null, params) ||
+    tOr(`error.http_${err.status}`, null, params) ||
+    t("error.generic");
+  return text;
+}
+
+/** For support: the HTTP status, the API's code and its own (English) message. */
+export function errorDetails(err) {
+  if (!(err instanceof ApiError)) return `${(err && err.message) || err}`;
+  const retry = err.details && err.details.retry_after ? ` · Retry-After: ${err.details.retry_after}` : "";
+  return `HTTP ${err.status || "—"} · ${err.code} · ${err.message}${retry}`;
+}
+
+/** Show a failed call: the plain text first, the technical details folded away. */
+export function showError(err) {
+  announce(() => errorText(err), "error", () => errorDetails(err));
+}
+
+/** Kept for callers of the old API: the plain text (no codes). */
+export function describeError(err) {
+  return errorText(err);
 }
 
 /** Run a user action with its button disabled; errors go to the live region. */
@@ -220,7 +308,7 @@ export async function run(button, fn) {
   try {
     return await fn();
   } catch (err) {
-    announce(describeError(err), "error");
+    showError(err);
     return undefined;
   } finally {
     if (button) {
@@ -332,28 +420,47 @@ export function checkPeselInput(input, messageEl) {
   return value;
 }
 
-// -- products -------------------------------------------------------------------------------
-export const PRODUCTS = [
-  ["comirnaty", "Comirnaty"],
-  ["comirnaty_paediatric", "Comirnaty (10 µg)"],
-  ["spikevax", "Spikevax"],
-  ["vaxzevria", "Vaxzevria"],
-  ["jcovden", "Jcovden"],
-  ["nuvaxovid", "Nuvaxovid"],
-];
+// -- products ---------------------------------------------------------------------------------
+// No app keeps a product list: the lists come from the API (the patient's eligible products,
+// the point's products); only the display names are translations (product.<code> in i18n.js),
+// with the catalogue's own name, then the code, as fallbacks.
+const catalogueNames = new Map();
 
-export function productName(code) {
-  const found = PRODUCTS.find(([c]) => c === code);
-  return found ? found[1] : code;
+/** Remember the catalogue's names and facts of products the API described. */
+export function rememberProducts(list) {
+  for (const p of list || []) if (p && p.product) catalogueNames.set(p.product, p);
 }
 
-export function fillProducts(select, { any = false, preferred = [] } = {}) {
+export function productInfo(code) {
+  return catalogueNames.get(code) || null;
+}
+
+export function productName(code) {
+  if (!code) return "";
+  const known = catalogueNames.get(code);
+  return tOr(`product.${code}`, (known && known.name) || code);
+}
+
+/** Fill a <select> with these product codes (and "any of them" first when `any`). */
+export function fillProducts(select, codes, { any = false, anyKey = "product.any" } = {}) {
   const previous = select.value;
   select.replaceChildren();
-  if (any) select.append(new Option(t("product.any"), ""));
-  for (const [code, name] of PRODUCTS) select.append(new Option(name, code));
-  if (previous && [...select.options].some((o) => o.value === previous)) select.value = previous;
-  else if (preferred.length) select.value = preferred[0];
+  if (any) select.append(new Option(t(anyKey), ""));
+  for (const code of codes) select.append(new Option(productName(code), code));
+  if (previous !== "" && [...select.options].some((o) => o.value === previous)) select.value = previous;
+}
+
+/** "2 doses: dose 2 after 21–42 days (usually 35), at the same point" or "1 dose". */
+export function dosesText(info) {
+  if (!info) return "";
+  if (info.doses === 2) {
+    return t("product.two_doses", {
+      min: info.min_interval_days,
+      max: info.max_interval_days,
+      planned: info.planned_interval_days,
+    });
+  }
+  return t("product.one_dose");
 }
 
 // -- small DOM helpers -----------------------------------------------------------------------
@@ -380,6 +487,10 @@ export function statusText(status) {
   return tOr(`status.${status}`, status);
 }
 
+export function doseText(a) {
+  return t(`dose.${a.dose_kind}`, { n: a.dose_number });
+}
+
 export function sexText(sex) {
   return sex ? t(`sex.${sex}`) : "";
 }
@@ -391,14 +502,99 @@ export function patientText(p) {
     .join(", ");
 }
 
-/** Open a <dialog> modally and focus its first field (Esc or "Cancel" closes it). */
-export function openDialog(dialog) {
+/**
+ * Which table cell is which on a phone: narrow screens show each row as a card (style.css),
+ * each cell led by its column's name, taken from the table's own header cells.
+ */
+export function labelCells(table) {
+  const heads = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
+  for (const row of table.querySelectorAll("tbody tr")) {
+    [...row.children].forEach((cell, i) => {
+      if (heads[i] && !cell.hasAttribute("colspan")) cell.dataset.label = heads[i];
+    });
+  }
+}
+
+// -- places: where a visit is ------------------------------------------------------------------
+/** "ul. Długa 1, 31-001 Kraków" */
+export function addressText(point) {
+  if (!point) return "";
+  return [point.street, [point.postcode, point.place].filter(Boolean).join(" ")].filter(Boolean).join(", ");
+}
+
+/** OpenStreetMap at the point (a link: no map tiles are loaded by the apps). */
+export function mapUrl(point) {
+  const lat = Number(point.lat).toFixed(5);
+  const lon = Number(point.lon).toFixed(5);
+  return `https://www.openstreetmap.org/?mlat=${lat}&mlon=${lon}#map=17/${lat}/${lon}`;
+}
+
+/** OpenStreetMap's route planner, to the point (the start is the person's to choose). */
+export function directionsUrl(point) {
+  return `https://www.openstreetmap.org/directions?to=${Number(point.lat).toFixed(5)}%2C${Number(point.lon).toFixed(5)}`;
+}
+
+function hasPosition(point) {
+  return point && Number.isFinite(Number(point.lat)) && Number.isFinite(Number(point.lon));
+}
+
+/**
+ * The place of a visit as a person needs it: name, address, and a map link (named after the
+ * place, so that a screen reader's list of links says which map). `pointId` when the API gave
+ * no details (a point since removed).
+ */
+export function placeBlock(point, pointId, { directions = false, phone = false, name = true } = {}) {
+  if (!point) return el("span", { text: pointId || "" });
+  const links = [];
+  if (hasPosition(point)) {
+    links.push(
+      el("a", {
+        href: mapUrl(point),
+        target: "_blank",
+        rel: "noopener",
+        class: "map-link",
+        text: t("place.map"),
+        "aria-label": t("place.map_of", { name: point.name }),
+      }),
+    );
+    if (directions) {
+      links.push(
+        " · ",
+        el("a", {
+          href: directionsUrl(point),
+          target: "_blank",
+          rel: "noopener",
+          text: t("place.directions"),
+          "aria-label": t("place.directions_to", { name: point.name }),
+        }),
+      );
+    }
+  }
+  return el(
+    "div",
+    { class: "place" },
+    name ? el("strong", { class: "place-name", text: point.name }) : null,
+    el("span", { class: "place-address", text: addressText(point) }),
+    phone && point.phone ? el("span", { class: "place-phone", text: `${t("common.phone")}: ${point.phone}` }) : null,
+    links.length ? el("span", { class: "place-links" }, links) : null,
+  );
+}
+
+/** One line: "Name, street, postcode place" (messages, dialogs). */
+export function placeText(point, pointId) {
+  if (!point) return pointId || "";
+  return [point.name, addressText(point)].filter(Boolean).join(", ");
+}
+
+/** Open a <dialog> modally and focus `focus` (or its first field). Esc or "Back" closes it. */
+export function openDialog(dialog, focus = null) {
   const error = dialog.querySelector(".dialog-error");
   if (error) {
-    error.textContent = "";
+    error.replaceChildren();
     error.hidden = true;
   }
   const first =
+    focus ||
     dialog.querySelector("[autofocus]") ||
     dialog.querySelector("input:not([type=hidden]), select, textarea, button");
   dialog.showModal();
@@ -408,7 +604,7 @@ export function openDialog(dialog) {
 function setUpDialogs() {
   for (const dialog of document.querySelectorAll("dialog")) {
     if (!dialog.querySelector(".dialog-error")) {
-      const error = el("p", { class: "error dialog-error", role: "alert", hidden: true });
+      const error = el("div", { class: "error dialog-error", role: "alert", hidden: true });
       const actions = dialog.querySelector(".dialog-actions");
       if (actions) actions.before(error);
       else dialog.append(error);
@@ -420,15 +616,24 @@ function setUpDialogs() {
 }
 
 // -- page frame: header, language toggle, sign-in check ---------------------------------------
+/** The signed-in user's name for the header, in the page's language (demo users by uid). */
+export function userLabel(s) {
+  if (!s) return "";
+  return tOr(`user.${s.uid}`, s.label || s.uid);
+}
+
 /**
  * Set up a page: translations, the language toggle, the log-out button, and the signed-in
  * user. Returns the session when its role may use this page, else shows how to log in.
+ * `audience: "me"` makes errors speak to the person themself (the patient's page).
  */
-export function initPage({ roles } = {}) {
+export function initPage({ roles, audience: who = "staff" } = {}) {
+  audience = who;
   initI18n();
   setUpDialogs();
+  onLanguageChange(paintMessage);
   const s = session.get();
-  const who = document.getElementById("who");
+  const whoEl = document.getElementById("who");
   const logout = document.getElementById("logout");
   if (logout) {
     logout.addEventListener("click", () => {
@@ -437,11 +642,11 @@ export function initPage({ roles } = {}) {
     });
     logout.hidden = !s;
   }
-  if (who) {
+  if (whoEl) {
     const render = () => {
       const current = session.get();
-      who.textContent = current
-        ? t("header.signed_in_as", { label: current.label })
+      whoEl.textContent = current
+        ? t("header.signed_in_as", { label: userLabel(current) })
         : t("header.not_signed_in");
     };
     render();

@@ -1,17 +1,22 @@
 // The point staff's app: calendar (week and day), publishing, slot changes, the day's visits.
+// The point's name and address head the page; every product list is the point's own; a
+// visit is completed after its check-in (or with an audited override and its reason).
 import {
   addDays,
+  addressText,
   announce,
   api,
   checkPeselInput,
   claims,
   dayOf,
+  doseText,
   el,
   fillProducts,
   formatDay,
   formatDateTime,
   formatTime,
   initPage,
+  labelCells,
   onLanguageChange,
   openDialog,
   patientText,
@@ -22,10 +27,14 @@ import {
   todayWarsaw,
 } from "./app.js";
 
+const PRODUCT_SELECTS = ["pub-product", "add-product", "walkin-product", "complete-product"];
+
 const $ = (id) => document.getElementById(id);
 
 const state = {
   pointId: null,
+  point: null, // GET /v1/points/{id}: name, address, products
+  override: false, // the complete dialog records a dose without a check-in
   weekStart: todayWarsaw(),
   day: todayWarsaw(),
   slots: [], // the shown week's slots (StaffSlot)
@@ -46,16 +55,15 @@ function start(sess) {
     $("point-form").addEventListener("submit", (e) => {
       e.preventDefault();
       state.pointId = $("point-id").value.trim();
+      state.point = null;
       renderPoint();
+      loadPoint();
       loadCalendar();
       loadVisits();
     });
   }
   renderPoint();
   buildWeekdayBoxes();
-  for (const id of ["pub-product", "add-product", "walkin-product", "complete-product"]) {
-    fillProducts($(id));
-  }
   $("week-start").value = state.weekStart;
   $("visits-date").value = state.visitsDate;
   $("pub-from").value = state.day;
@@ -83,6 +91,11 @@ function start(sess) {
   $("checkin-dialog").addEventListener("close", () => {
     $("checkin-pesel").value = "";
   });
+  $("override-open").addEventListener("click", () => {
+    const visit = state.current;
+    $("checkin-dialog").close();
+    openVisitDialog("complete", visit, { override: true });
+  });
   $("complete-form").addEventListener("submit", complete);
   $("noshow-form").addEventListener("submit", noShow);
   $("capacity-form").addEventListener("submit", changeCapacity);
@@ -100,15 +113,33 @@ function start(sess) {
     renderWeek();
     renderDay();
     renderVisits();
+    setCompleteTitle();
   });
   if (state.pointId) {
+    loadPoint();
     loadCalendar();
     loadVisits();
   }
 }
 
+async function loadPoint() {
+  if (!state.pointId) return;
+  await run(null, async () => {
+    state.point = (await api("GET", pointPath())).point;
+    renderPoint();
+  });
+}
+
+/** The point's name and address head the page; its products fill every product list. */
 function renderPoint() {
-  $("point-label").textContent = state.pointId ? state.pointId : "";
+  const p = state.point;
+  $("point-heading").textContent = p ? t("staff.point_heading", { name: p.name }) : t("staff.point_loading");
+  $("point-address").textContent = p
+    ? [addressText(p), p.point_id, t("staff.point_products", { list: p.products.map(productName).join(", ") })].join(" · ")
+    : state.pointId || "";
+  const products = p ? p.products : [];
+  for (const id of PRODUCT_SELECTS) fillProducts($(id), products);
+  document.title = p ? `${p.name} — ${t("staff.title")}` : t("staff.title");
 }
 
 function pointPath(suffix = "") {
@@ -174,6 +205,7 @@ function renderWeek() {
       );
     }),
   );
+  labelCells($("week-table"));
 }
 
 function selectDay(day) {
@@ -240,6 +272,7 @@ function renderDay() {
         );
       }),
     );
+  labelCells($("day-table"));
 }
 
 function openCapacity(slot) {
@@ -274,13 +307,14 @@ async function changeSlot(slot, body, button) {
     showDisplaced(result.displaced);
     await loadCalendar();
     focusSlot(slot.slot_id, body.blocked === undefined ? 0 : 1);
-    announce(
+    announce(() =>
       t("staff.slot_changed", {
         slot: slotLabel(result.slot),
         cap: result.slot.capacity,
         n: result.displaced.length,
       }),
     );
+    if (result.displaced.length) loadVisits();
   });
   return done;
 }
@@ -306,7 +340,7 @@ async function removeSlot(slot) {
     showDisplaced(result.displaced);
     await loadCalendar();
     $(result.displaced.length ? "displaced" : "day-heading").focus();
-    announce(t("staff.slot_removed", { slot: slotLabel(slot), n: result.displaced.length }));
+    announce(() => t("staff.slot_removed", { slot: slotLabel(slot), n: result.displaced.length }));
   });
 }
 
@@ -316,8 +350,8 @@ function confirmDialog(text) {
   return new Promise((resolve) => {
     dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
     dialog.returnValue = "";
-    openDialog(dialog);
-    $("confirm-ok").focus();
+    // A removal cancels visits: the safe answer has the focus.
+    openDialog(dialog, $("confirm-no"));
   });
 }
 
@@ -342,6 +376,7 @@ function showDisplaced(displaced) {
         ),
       ),
     );
+  labelCells($("displaced-table"));
 }
 
 // -- publishing and adding -----------------------------------------------------------------------
@@ -376,7 +411,7 @@ async function publish(e) {
     Number(i.value),
   );
   if (!weekdays.length) {
-    announce(t("staff.weekdays_needed"), "error");
+    announce(() => t("staff.weekdays_needed"), "error");
     return;
   }
   const body = {
@@ -396,7 +431,7 @@ async function publish(e) {
     state.day = body.date_from;
     $("week-start").value = state.weekStart;
     await loadCalendar();
-    announce(t("staff.published", { added: result.added, kept: result.kept }));
+    announce(() => t("staff.published", { added: result.added, kept: result.kept }));
   });
 }
 
@@ -416,7 +451,7 @@ async function addSlot(e) {
       $("week-start").value = body.day;
     }
     await loadCalendar();
-    announce(t("staff.slot_added", { slot: `${formatDay(body.day)} ${slotLabel(result.slot)}` }));
+    announce(() => t("staff.slot_added", { slot: `${formatDay(body.day)} ${slotLabel(result.slot)}` }));
   });
 }
 
@@ -437,6 +472,7 @@ function visitStatus(v) {
   if (v.status === "booked" && v.checked_in_at) {
     return t("staff.checked_in_at", { time: formatTime(v.checked_in_at) });
   }
+  if (v.status === "completed" && v.check_in_override_reason) return t("staff.completed_no_id");
   return statusText(v.status);
 }
 
@@ -454,30 +490,31 @@ function renderVisits() {
       ...data.visits.map((v) => {
         const label = visitLabel(v);
         const actions = [];
-        if (v.status === "booked") {
-          if (!v.checked_in_at) {
-            actions.push(
-              el("button", {
-                type: "button",
-                text: t("staff.checkin"),
-                "aria-label": `${t("staff.checkin")}: ${label}`,
-                onclick: () => openVisitDialog("checkin", v),
-              }),
-            );
-          }
+        // Check-in first (the PESEL from the ID), then completion; a no-show before that.
+        if (v.status === "booked" && !v.checked_in_at) {
           actions.push(
             el("button", {
               type: "button",
-              class: v.checked_in_at ? "primary" : "",
-              text: t("staff.complete"),
-              "aria-label": `${t("staff.complete")}: ${label}`,
-              onclick: () => openVisitDialog("complete", v),
+              class: "primary",
+              text: t("staff.checkin"),
+              "aria-label": `${t("staff.checkin")}: ${label}`,
+              onclick: () => openVisitDialog("checkin", v),
             }),
             el("button", {
               type: "button",
               text: t("staff.noshow"),
               "aria-label": `${t("staff.noshow")}: ${label}`,
               onclick: () => openVisitDialog("noshow", v),
+            }),
+          );
+        } else if (v.status === "booked") {
+          actions.push(
+            el("button", {
+              type: "button",
+              class: "primary",
+              text: t("staff.complete"),
+              "aria-label": `${t("staff.complete")}: ${label}`,
+              onclick: () => openVisitDialog("complete", v),
             }),
           );
         }
@@ -510,24 +547,40 @@ function renderVisits() {
           )
         : [el("tr", {}, el("td", { colspan: "5", text: t("staff.walkins_empty") }))]),
     );
+  labelCells($("visits-table"));
+  labelCells($("walkins-table"));
 }
 
-function openVisitDialog(kind, visit) {
+function setCompleteTitle() {
+  const key = state.override ? "staff.complete_override_title" : "staff.complete_title";
+  $("complete-title").dataset.i18n = key;
+  $("complete-title").textContent = t(key);
+}
+
+function openVisitDialog(kind, visit, { override = false } = {}) {
   state.current = visit;
-  const text = `${formatDateTime(visit.starts_at)} · ${productName(visit.product)} · ${t(
-    `dose.${visit.dose_kind}`,
-    { n: visit.dose_number },
+  const text = `${formatDateTime(visit.starts_at)} · ${productName(visit.product)} · ${doseText(
+    visit,
   )} · ${patientText(visit.patient)}`;
   $(`${kind}-visit`).textContent = text;
   if (kind === "checkin") {
     $("checkin-pesel").value = "";
     $("checkin-pesel").removeAttribute("aria-invalid");
     $("checkin-pesel-msg").textContent = "";
+    $("checkin-dialog").querySelector("details.override").open = false;
   } else if (kind === "complete") {
+    state.override = override;
+    setCompleteTitle();
+    $("override-fields").hidden = !override;
+    $("complete-override").value = "";
     $("complete-product").value = visit.product;
     $("complete-lot").value = "";
   } else {
     $("noshow-note").value = "";
+    $("noshow-effect").textContent =
+      visit.dose_number === 1 && visit.linked_appointment_id
+        ? t("staff.noshow_effect_linked")
+        : t("staff.noshow_effect_other");
   }
   openDialog($(`${kind}-dialog`));
 }
@@ -540,8 +593,9 @@ async function visitAction(e, kind, path, body, message) {
       action: path,
     });
     $(`${kind}-dialog`).close();
-    await loadVisits();
-    announce(message(result.appointment));
+    // The day's list and the calendar's counts both change with a visit.
+    await Promise.all([loadVisits(), loadCalendar()]);
+    announce(() => message(result.appointment));
     focusVisit(visit.appointment_id);
   });
 }
@@ -559,9 +613,7 @@ async function checkIn(e) {
   const pesel = checkPeselInput($("checkin-pesel"), $("checkin-pesel-msg"));
   if (!pesel) return;
   const visit = state.current;
-  await visitAction(e, "checkin", "check-in", { pesel }, () =>
-    t("staff.checked_in", { visit: visitLabel(visit) }),
-  );
+  await visitAction(e, "checkin", "check-in", { pesel }, () => t("staff.checked_in", { visit: visitLabel(visit) }));
 }
 
 async function complete(e) {
@@ -569,18 +621,30 @@ async function complete(e) {
   const lot = $("complete-lot").value.trim().toUpperCase();
   if (!/^[A-Z0-9-]{3,20}$/.test(lot)) {
     $("complete-lot").setAttribute("aria-invalid", "true");
-    announce(t("staff.lot_invalid"), "error");
+    announce(() => t("staff.lot_invalid"), "error");
     $("complete-lot").focus();
     return;
   }
   $("complete-lot").removeAttribute("aria-invalid");
+  const body = { product: $("complete-product").value, lot_number: lot };
+  if (state.override) {
+    const reason = $("complete-override").value.trim();
+    if (reason.length < 3) {
+      $("complete-override").setAttribute("aria-invalid", "true");
+      announce(() => t("staff.override_reason_needed"), "error");
+      $("complete-override").focus();
+      return;
+    }
+    $("complete-override").removeAttribute("aria-invalid");
+    body.check_in_override_reason = reason;
+  }
   const visit = state.current;
-  await visitAction(
-    e,
-    "complete",
-    "complete",
-    { product: $("complete-product").value, lot_number: lot },
-    (a) => t("staff.completed", { visit: visitLabel(visit), status: statusText(a.status) }),
+  const override = state.override;
+  await visitAction(e, "complete", "complete", body, (a) =>
+    t(override ? "staff.completed_override" : "staff.completed", {
+      visit: visitLabel(visit),
+      status: statusText(a.status),
+    }),
   );
 }
 
@@ -588,9 +652,17 @@ async function noShow(e) {
   e.preventDefault();
   const note = $("noshow-note").value.trim();
   const visit = state.current;
-  await visitAction(e, "noshow", "no-show", note ? { note } : {}, () =>
-    t("staff.noshow_done", { visit: visitLabel(visit) }),
-  );
+  // The answer says what became of dose 2: the staff can tell the patient.
+  await visitAction(e, "noshow", "no-show", note ? { note } : {}, (a) => {
+    const second = a.second_dose || { outcome: "not_applicable" };
+    const more =
+      second.outcome === "cancelled"
+        ? t("staff.noshow_dose2_cancelled", { when: formatDateTime(second.starts_at) })
+        : second.outcome === "not_booked"
+          ? t("staff.noshow_dose2_none")
+          : "";
+    return `${t("staff.noshow_done", { visit: visitLabel(visit) })} ${more}`.trim();
+  });
 }
 
 // -- walk-ins -------------------------------------------------------------------------------------
@@ -603,7 +675,7 @@ async function walkIn(e) {
   const reason = $("walkin-reason").value.trim();
   if (leftover && reason.length < 3) {
     $("walkin-reason").setAttribute("aria-invalid", "true");
-    announce(t("staff.leftover_reason_needed"), "error");
+    announce(() => t("staff.leftover_reason_needed"), "error");
     $("walkin-reason").focus();
     return;
   }
@@ -615,10 +687,10 @@ async function walkIn(e) {
     const v = result.vaccination;
     e.target.reset();
     if (state.visitsDate === v.given_on) await loadVisits();
-    announce(
+    announce(() =>
       t("staff.walkin_done", {
         product: productName(v.product),
-        dose: t(`dose.${v.dose_kind}`, { n: v.dose_number }),
+        dose: doseText(v),
       }),
     );
   });

@@ -10,7 +10,13 @@ search" and "documents written per booking" are counted, never guessed.
 
 With `track_documents=True` it also keeps when each document was written, so that a benchmark
 can name the hottest document and its highest write rate over any 10 seconds (production
-Firestore sustains about one write a second per document).
+Firestore sustains about one write a second per document); `written()` hands those times out,
+and a subclass may send them elsewhere (`_written_documents`: the benchmarks' gateway workers
+append them to a file each, emulator/serve.py).
+
+A Commit that raises (a create() that found its document, a failed precondition, a timeout)
+wrote nothing: it is not in `commits` or `writes`, but it is counted in `failed_commits`, so
+that commits + failed_commits is every commit attempted.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ class DocumentCounts:
     empty_queries: int = 0
     deletes: int = 0
     aggregations: int = 0
+    failed_commits: int = 0  # Commit or BatchWrite calls that raised: attempted, nothing written
 
     def __sub__(self, other: DocumentCounts) -> DocumentCounts:
         return DocumentCounts(
@@ -94,6 +101,23 @@ class DocumentMeter:
                 best = HotDocument(name.split("/documents/", 1)[-1], peak, window_s)
         return best
 
+    def written(self) -> dict[str, list[float]]:
+        """With track_documents: each written document's name (relative to the database)
+        and the time.monotonic() seconds of its writes, a copy."""
+        with self._lock:
+            return {
+                name.split("/documents/", 1)[-1]: list(times)
+                for name, times in self._written.items()
+            }
+
+    def _written_documents(self, names: list[str], moment_ns: int) -> None:
+        """With track_documents, after every successful commit: the documents it wrote and
+        when (time.monotonic_ns(), CLOCK_MONOTONIC: comparable across processes)."""
+        moment = moment_ns / 1e9
+        with self._lock:
+            for name in names:
+                self._written.setdefault(name, []).append(moment)
+
     def _count_aggregation(self, method: Callable[..., Any]):
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             self._add(aggregations=1)
@@ -123,13 +147,16 @@ class DocumentMeter:
             request = kwargs.get("request") or (args[0] if args else None)
             writes = getattr(request, "writes", None) or (request or {}).get("writes", [])
             deletes = sum(1 for w in writes if _is_delete(w))
-            response = method(*args, **kwargs)
+            try:
+                response = method(*args, **kwargs)
+            except BaseException:
+                self._add(failed_commits=1)
+                raise
             self._add(writes=len(writes), deletes=deletes, commits=1)
             if self._track:
-                moment = time.monotonic()
-                with self._lock:
-                    for write in writes:
-                        self._written.setdefault(_document_name(write), []).append(moment)
+                self._written_documents(
+                    [_document_name(write) for write in writes], time.monotonic_ns()
+                )
             return response
 
         return wrapped

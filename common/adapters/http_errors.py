@@ -151,6 +151,10 @@ def send(
         )
     except requests.Timeout:
         _unavailable(peer, "timeout")
+    except requests.exceptions.SSLError:
+        # The TLS handshake failed: the peer refused our certificate, or we refused its. A
+        # configuration problem (certificates, CA), not a flaky network: retrying will not help.
+        raise PeerAuthError(peer, None, "tls_handshake_failed", "TLS handshake failed") from None
     except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
         # The exception text holds host names at most (never bodies); the class is enough.
         _unavailable(peer, "connection", error=type(exc).__name__)
@@ -173,10 +177,15 @@ def parse_json(peer: str, response: requests.Response, model: type[ModelT]) -> M
         ) from None
 
 
-def bearer_session(token: str) -> requests.Session:
+def plain_session() -> requests.Session:
     session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {token}"
     session.headers["Accept"] = "application/json"
+    return session
+
+
+def bearer_session(token: str) -> requests.Session:
+    session = plain_session()
+    session.headers["Authorization"] = f"Bearer {token}"
     return session
 
 
@@ -200,14 +209,15 @@ class PeerClient:
     def __init__(
         self,
         base_url: str,
-        token: str,
+        token: str | None,
         *,
         session: requests.Session | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
     ) -> None:
         self._base = base_url.rstrip("/") + self.API_PREFIX
-        self._session = session or bearer_session(token)
-        if session is not None:
+        # No token: the peer knows us by other means (P1: our client certificate, mutual TLS).
+        self._session = session or (bearer_session(token) if token else plain_session())
+        if session is not None and token:
             self._session.headers["Authorization"] = f"Bearer {token}"
         self._timeout = timeout
 

@@ -1,23 +1,37 @@
-"""Client of P1, the national e-Health platform: e-referrals in, vaccination records out.
+"""Client of P1, the national e-Health platform: e-referrals in, vaccination records out,
+patients' contact profiles (the phone number of their IKP account) on demand.
 
-Configured by ``P1_BASE_URL`` and ``P1_TOKEN`` (a bearer token). Errors follow
-``common.adapters.http_errors``: a flaky P1 raises ``DependencyUnavailableError``, a refusal a
-``PeerRejectedError`` subclass. No retries in here: the caller's Cloud Task or Pub/Sub
-redelivery retries, and ``report_vaccination`` is safe to repeat because P1 dedupes on our
-``vaccination_id`` (same id and body: the same ack; same id, other body: PeerConflictError).
+P1 knows us by our client certificate: every call is mutual TLS (``P1_CLIENT_CERT`` and
+``P1_CLIENT_KEY``, PEM, from Secret Manager in production; ``P1_CA_CERT``, the CA that signs
+P1's server certificate, else the system's trust store), to ``P1_BASE_URL`` over https.
+``from_env`` refuses to build a client without them; only in emulator mode (LOCAL_STACK=1) may
+a test point it at a plain-HTTP simulator with a bearer token (``P1_TOKEN``).
+
+Errors follow ``common.adapters.http_errors``: a flaky P1 raises ``DependencyUnavailableError``,
+a refusal a ``PeerRejectedError`` subclass (a failed TLS handshake is ``PeerAuthError``). No
+retries in here: the caller's Cloud Task or Pub/Sub redelivery retries, and
+``report_vaccination`` is safe to repeat because P1 dedupes on our ``vaccination_id`` (same id
+and body: the same ack; same id, other body: PeerConflictError).
 """
 
 from __future__ import annotations
 
+import atexit
+import os
+import tempfile
+from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Literal
+from typing import Literal, Self
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.adapters.http_errors import (
     PeerClient,
+    PeerNotFoundError,
     parse_json,
+    plain_session,
+    require_env,
     send,
 )
 from common.domain.eligibility import DoseKind, Referral
@@ -81,6 +95,16 @@ class P1Ack(BaseModel):
     duplicate: bool = False
 
 
+class P1Profile(BaseModel):
+    """The contact data of a patient's IKP account, as P1 gives it (the phone was verified
+    by IKP when the patient entered it there)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
+
+    phone: str | None = Field(default=None, repr=False, pattern=r"^\+?[0-9]{9,15}$")
+    phone_verified_at: datetime | None = None
+
+
 class _ReferralPage(BaseModel):
     model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)
 
@@ -89,10 +113,66 @@ class _ReferralPage(BaseModel):
     has_more: bool = False
 
 
+def _pem_file(value: str, what: str) -> str:
+    """A path for requests/ssl: `value` is a path already, or PEM contents (as Secret Manager
+    hands them to the function), written once to a private temporary file."""
+    if not value.lstrip().startswith("-----BEGIN"):
+        if not os.path.isfile(value):
+            raise RuntimeError(f"{what}: no such file, and not PEM contents")
+        return value
+    handle, path = tempfile.mkstemp(prefix="p1-", suffix=".pem")  # mode 0600
+    with os.fdopen(handle, "w", encoding="ascii") as out:
+        out.write(value)
+    atexit.register(lambda: os.path.exists(path) and os.remove(path))
+    return path
+
+
 class P1Client(PeerClient):
     API_PREFIX = "/p1/v1"
     URL_ENV = "P1_BASE_URL"
     TOKEN_ENV = "P1_TOKEN"  # noqa: S105 (the variable's name, not a secret)
+    CERT_ENV = "P1_CLIENT_CERT"
+    KEY_ENV = "P1_CLIENT_KEY"
+    CA_ENV = "P1_CA_CERT"
+
+    @classmethod
+    def mutual_tls(
+        cls,
+        base_url: str,
+        cert: str,
+        key: str,
+        ca: str | None = None,
+        *,
+        timeout: tuple[float, float] | None = None,
+    ) -> Self:
+        """A client that shows our certificate (PEM contents or file paths) and checks P1's
+        against `ca` (else the system's trust store)."""
+        if not base_url.startswith("https://"):
+            raise RuntimeError("P1 over mutual TLS needs an https:// P1_BASE_URL")
+        session = plain_session()
+        # Exactly the trust configured here: REQUESTS_CA_BUNDLE and the like would otherwise
+        # override `verify` (requests lets the environment win over a session's setting).
+        session.trust_env = False
+        session.cert = (_pem_file(cert, cls.CERT_ENV), _pem_file(key, cls.KEY_ENV))
+        session.verify = _pem_file(ca, cls.CA_ENV) if ca else True
+        options = {"timeout": timeout} if timeout else {}
+        return cls(base_url, None, session=session, **options)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        env = os.environ if env is None else env
+        base = require_env(env, cls.URL_ENV)
+        cert, key = env.get(cls.CERT_ENV, "").strip(), env.get(cls.KEY_ENV, "").strip()
+        if cert and key:
+            return cls.mutual_tls(base, cert, key, env.get(cls.CA_ENV, "").strip() or None)
+        from common.config import emulator_mode
+
+        if emulator_mode(dict(env)) and env.get(cls.TOKEN_ENV, "").strip():
+            # Tests only: a plain-HTTP simulator that takes a bearer token.
+            return cls(base, env[cls.TOKEN_ENV].strip())
+        raise RuntimeError(
+            f"{cls.CERT_ENV} and {cls.KEY_ENV} must be set: P1 is reached over mutual TLS"
+        )
 
     def referrals_since(self, cursor: str | None, limit: int = 100) -> tuple[list[P1Referral], str]:
         """New and changed referrals after ``cursor`` (None or "" = from the start), oldest
@@ -133,3 +213,19 @@ class P1Client(PeerClient):
             timeout=self._timeout,
         )
         return parse_json(PEER, response, P1Ack)
+
+    def patient_profile(self, pesel: str) -> P1Profile | None:
+        """The contact data of the patient's IKP account; None when P1 knows no such patient.
+        POST, so that the PESEL travels in the body, never in a URL."""
+        try:
+            response = send(
+                self._session,
+                PEER,
+                "POST",
+                f"{self._base}/patients:profile",
+                json_body={"pesel": pesel},
+                timeout=self._timeout,
+            )
+        except PeerNotFoundError:
+            return None
+        return parse_json(PEER, response, P1Profile)

@@ -260,6 +260,13 @@ class VisitNotDueError(DomainError):
     http_status = 409
 
 
+class CheckInRequiredError(DomainError):
+    """Check the patient in (the PESEL from their identity document) before recording the dose."""
+
+    code = "check_in_required"
+    http_status = 409
+
+
 class CallbackNotFoundError(DomainError):
     """No such callback request."""
 

@@ -185,6 +185,7 @@ _REFUSALS = {
     "booster_not_allowed": "Dawka przypominajaca nie jest jeszcze mozliwa.",
     "product_not_offered": "Ta szczepionka nie jest dostepna w tym punkcie.",
     "unknown_product": "Nie znamy tej szczepionki.",
+    "queue_turn_required": "Twoja kolej w kolejce jeszcze nie nadeszla lub minela.",
 }
 
 
@@ -193,5 +194,69 @@ def dialog_refused(code: str) -> str:
     return gsm(f"{reason} Pomoc: infolinia {HOTLINE} lub {PORTAL}.")
 
 
+# -- a cohort opening's waiting room (docs/fair-opening.md): the same room as the portal ----
+def dialog_opening_announced(opens_at: datetime, room_opens_at: datetime) -> str:
+    return gsm(
+        f"Zapisy dla Twojej grupy rusza {when(opens_at)}. Poczekalnia otwiera sie "
+        f"{when(room_opens_at)}: napisz wtedy ponownie. Kolejnosc w poczekalni jest losowana, "
+        "pospiech nic nie daje."
+    )
+
+
+def dialog_queued(
+    opens_at: datetime, position: int | None, ahead: int | None, turn_at: datetime | None
+) -> str:
+    if position is None:  # before the moment: the order is drawn then, nobody has a place
+        return gsm(
+            f"Jestes w poczekalni. {when(opens_at)} kolejnosc zostanie wylosowana. "
+            "Napisz TAK po tej godzinie, by poznac swoje miejsce."
+        )
+    at = f" Szacowany czas: {when(turn_at)}." if turn_at else ""
+    return gsm(
+        f"Jestes w kolejce: miejsce {position} (przed Toba {ahead or 0}).{at} "
+        "Gdy przyjdzie Twoja kolej, napisz TAK, a zaproponujemy termin."
+    )
+
+
+def dialog_turn_passed() -> str:
+    return gsm(f"Twoja kolej w kolejce minela. Aby ustawic sie ponownie: {HOW_TO}")
+
+
 def dialog_busy() -> str:
     return gsm("Trwa rezerwacja poprzedniej odpowiedzi. Poczekaj chwile.")
+
+
+# -- who is texting: the patient's own number, or a code sent to it -------------------------
+def dialog_code_sent() -> str:
+    """The one answer to "PESEL KOD" from a number that is not the patient's own, whether the
+    PESEL has a patient, a referral, a phone, or none: a stranger learns nothing from it."""
+    return gsm(
+        "Jesli ten numer PESEL ma w e-Rejestracji numer telefonu, wyslalismy na niego kod. "
+        "Odpisz tutaj: KOD i 6 cyfr (wazny 10 min). Bez kodu rezerwacja z tego numeru "
+        f"nie jest mozliwa. Pomoc: infolinia {HOTLINE}."
+    )
+
+
+def dialog_owner_code(code: str, sender_ending: str, valid_minutes: int) -> str:
+    """To the patient's own number: someone asks to book for them from another phone."""
+    return gsm(
+        f"e-Rejestracja: kod {code}. Ktos chce umowic Twoje szczepienie SMS-em z numeru "
+        f"konczacego sie na {sender_ending}. Podaj kod tylko, jesli to Ty lub osoba, ktorej "
+        f"ufasz. Wazny {valid_minutes} min."
+    )
+
+
+def dialog_code_wrong() -> str:
+    return gsm(f"Kod jest nieprawidlowy lub wygasl. Aby zaczac od nowa: {HOW_TO}")
+
+
+def dialog_rate_limited() -> str:
+    return gsm(f"Zbyt wiele wiadomosci z tego numeru. Sprobuj za godzine lub zadzwon: {HOTLINE}.")
+
+
+# -- the patient's own number ----------------------------------------------------------------
+def phone_code(code: str, valid_minutes: int) -> str:
+    return gsm(
+        f"e-Rejestracja: kod potwierdzenia numeru telefonu: {code}. Wazny {valid_minutes} min. "
+        "Nie podawaj go nikomu."
+    )

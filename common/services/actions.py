@@ -15,8 +15,7 @@ from typing import Any
 from google.cloud import firestore
 
 from common.adapters.firestore_store import PATIENTS
-from common.domain.errors import InvalidPeselError
-from common.domain.pesel import Pesel, parse_pesel
+from common.services.patients import PatientFacts, facts_of
 from common.services.unit_of_work import FirestoreUnitOfWork, UnitOfWork
 
 
@@ -37,21 +36,15 @@ def _reader(source: UnitOfWork | firestore.Client) -> UnitOfWork:
 
 def patients_by_key(
     reader: UnitOfWork | firestore.Client, keys: Sequence[str], today: Any
-) -> dict[str, Pesel | None]:
-    """The patients' PESELs (from `patients/`, one batched read through the caller's unit of
-    work), parsed; unknown or unreadable ones map to None."""
+) -> dict[str, PatientFacts | None]:
+    """The patients' birth dates and sexes (from `patients/`, one batched read through the
+    caller's unit of work: no PESEL is read back); unknown ones map to None."""
     unique = list(dict.fromkeys(keys))
     if not unique:
         return {}
     found = _reader(reader).get_all([(PATIENTS, k) for k in unique])
-    result: dict[str, Pesel | None] = {}
+    result: dict[str, PatientFacts | None] = {}
     for key in unique:
         stored = found.get((PATIENTS, key))
-        pesel = None
-        if stored is not None and isinstance(stored.data.get("pesel"), str):
-            try:
-                pesel = parse_pesel(stored.data["pesel"], today)
-            except InvalidPeselError:
-                pesel = None
-        result[key] = pesel
+        result[key] = facts_of(stored.data if stored is not None else None, today)
     return result

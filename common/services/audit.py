@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from google.cloud import firestore
@@ -17,6 +17,10 @@ from google.cloud import firestore
 from common.adapters.firestore_store import AUDIT_LOG
 
 AUDITED_ROLES = frozenset({"agent", "staff", "admin"})
+# Six years: the general limitation period for claims (Civil Code art. 118), so an access to or
+# a change of a patient's data can be shown for as long as it can be disputed; then Firestore's
+# TTL deletes the entry (docs/retention.md).
+AUDIT_KEEP = timedelta(days=6 * 366)
 
 
 class _Actor(Protocol):
@@ -43,6 +47,7 @@ def audit_entry(
         "appointment_ids": [s.appointment_id for s in subjects],
         "patient_keys": sorted({s.patient_key for s in subjects}),
         "at": now,
+        "expires_at": now + AUDIT_KEEP,
     }
 
 

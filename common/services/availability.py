@@ -51,6 +51,7 @@ from common.domain.calendar import FreeSeatIndex, PointCalendar, SlotRef
 CHANGED_AT = "changed_at"
 FOLD_BATCH = 400  # deltas per commit, with their points' updates: under Firestore's 500 writes
 FOLD_INTERVAL_S = 1.0
+DELTA_KEEP = timedelta(days=1)
 VIEW_REFRESH_S = 1.0
 CALENDAR_TTL_S = 1.0
 # A refresh asks for documents changed since the read time of the last one, minus this much:
@@ -76,7 +77,11 @@ def delta_document(changes: Iterable[tuple[str, int]], now: datetime) -> dict[st
         if delta
     ]
     points = sorted({e["point_id"] for e in entries})
-    return {"changes": entries, "point_ids": points, "at": now} if entries else None
+    if not entries:
+        return None
+    # Folded within seconds; the TTL is only a safety net against a folder stuck for a day
+    # (the seats are the truth: a lost delta only skews search's free-seat counts).
+    return {"changes": entries, "point_ids": points, "at": now, "expires_at": now + DELTA_KEEP}
 
 
 class _Staging:
@@ -118,7 +123,10 @@ class AvailabilityFolder:
             query = query.where(
                 filter=firestore.FieldFilter("point_ids", "array_contains", point_id)
             )
-        snapshots = list(query.limit(self.batch_size).stream(**RPC))
+        return self.apply(list(query.limit(self.batch_size).stream(**RPC)))
+
+    def apply(self, snapshots: list[Any]) -> FoldResult:
+        """Apply these pending deltas in one commit; nothing if another folder took any."""
         if not snapshots:
             return FoldResult(0, 0)
         per_point: dict[str, dict[tuple[str, str], int]] = {}
@@ -174,12 +182,16 @@ class AvailabilityFolder:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> FoldResult:
-        """Fold every `interval_s` for `seconds` (one scheduled run covers its minute)."""
+        """One fold round every `interval_s` for `seconds` (a scheduled run covers its minute).
+
+        One round, not "fold until nothing is pending": that writes each point's document at
+        most once an interval, whatever the backlog (a backlog of thousands of deltas is folded
+        `batch_size` a second, well above the peak of bookings and cancellations)."""
         total = FoldResult(0, 0)
         deadline = monotonic() + seconds
         while True:
             started = monotonic()
-            result = self.fold_all()
+            result = self.fold_once()
             total += result
             if started + interval_s >= deadline:
                 return total

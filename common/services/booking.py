@@ -39,6 +39,7 @@ from common.adapters.firestore_store import (
     ACTIVE_DOSES,
     APPOINTMENTS,
     GUARDIANS,
+    PATIENTS,
     REFERRALS,
     SEATS,
     VACCINATIONS,
@@ -71,6 +72,7 @@ from common.domain.events import (
     AppointmentRescheduled,
 )
 from common.domain.pesel import parse_pesel, pesel_key
+from common.domain.reservations import SeatsReservedError
 from common.domain.rulebook import RuleBook, RuleSet
 from common.domain.series import DosePlan, plan_next_dose
 from common.domain.vaccines import VaccineProduct, second_dose_window
@@ -96,6 +98,7 @@ class Actor:
     role: str
     point_id: str | None = None
     reason: str | None = None
+    supervisor: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ class BookAppointment:
     channel: Channel
     actor: Actor
     second_slot_id: str | None = None
+    queue_ticket: str | None = None  # X-Queue-Ticket, while an opening's queue governs
 
 
 @dataclass(frozen=True)
@@ -126,10 +130,37 @@ class RescheduleAppointment:
     new_second_slot_id: str | None = None
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What a booking decided before its commit (seats aside)."""
+
+    patient_key: str
+    birth_date: date
+    plan: DosePlan
+    referral: Referral
+
+
 class Calendars(Protocol):
     """A point's calendar (slots and capacities), fresh within a second (availability.py)."""
 
     def calendar(self, point_id: str, fresh: bool = False) -> PointCalendar: ...
+
+
+class OpeningGate(Protocol):
+    """Whether an opening's waiting room lets this booking through (waiting_room.py)."""
+
+    def __call__(
+        self,
+        patient_key: str,
+        birth_date: date,
+        ref: SlotRef,
+        ticket: str | None,
+        now: datetime,
+    ) -> None: ...
+
+
+def no_gate(patient_key: str, birth_date: date, ref: SlotRef, ticket: str | None, now) -> None:
+    return None
 
 
 class Alternatives(Protocol):
@@ -153,6 +184,24 @@ def slot_full(ref: SlotRef, now: datetime, alternatives: Alternatives) -> SlotUn
     )
 
 
+def slot_refused(
+    choice: SlotChoice, ref: SlotRef, now: datetime, alternatives: Alternatives
+) -> SlotUnavailableError:
+    """No seat for this booker: full, or its free seats are kept for a group they are not in
+    (reserved capacity: `details.until` says when they open to all)."""
+    if choice.reserved_until is None:
+        return slot_full(ref, now, alternatives)
+    until = choice.reserved_until
+    return SeatsReservedError(
+        f"the free seats of this slot are reserved for a group until {until.isoformat()}",
+        details={
+            "reason": "reserved",
+            "until": until.isoformat(),
+            "alternatives": alternatives(ref, now),
+        },
+    )
+
+
 def _busy() -> Exception:
     return OverloadedError("this slot is very busy right now; try again shortly")
 
@@ -166,6 +215,9 @@ class BookingService:
         pesel_secret: bytes,
         *,
         alternatives: Alternatives = no_alternatives,
+        gate: OpeningGate = no_gate,
+        quotas: Any = None,
+        reservations: Any = None,
         broker: SeatBroker | None = None,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         rng: random.Random | None = None,
@@ -177,6 +229,13 @@ class BookingService:
         self.rule_book = rule_book
         self.secret = pesel_secret
         self.alternatives = alternatives
+        self.gate = gate
+        # Booking writes per patient (common/services/quotas.py): a loop of booking and
+        # cancelling, to hold seats or to probe, meets a limit; refusals cost nothing.
+        self.quotas = quotas
+        # Reserved capacity (common/services/reservations.py): the instance's copy of the
+        # reservations in force; each claim skips seats kept for groups the patient is not in.
+        self.reservations = reservations
         self.broker = broker or SeatBroker()
         self.new_id = new_id
         self.rng = rng or random.Random()
@@ -239,6 +298,17 @@ class BookingService:
     def book(
         self, cmd: BookAppointment, now: datetime, idem: IdempotencyScope | None = None
     ) -> StoredResponse:
+        choices: list[SlotChoice] = []
+        try:
+            prepared = self.prepare(cmd, now, choices)
+            return self._claim(cmd, choices, prepared, now, idem)
+        finally:
+            for choice in choices:
+                choice.release()
+
+    def prepare(self, cmd: BookAppointment, now: datetime, choices: list[SlotChoice]) -> Prepared:
+        """Everything a booking (or a hold) decides before its commit: the seats (into
+        `choices`, which the caller releases), the quota, eligibility, the dose plan."""
         today = now.astimezone(WARSAW).date()
         pesel = parse_pesel(cmd.pesel, today)
         patient_key = pesel_key(pesel, self.secret)
@@ -247,43 +317,44 @@ class BookingService:
         rules = self.rules_at(now)
         product = rules.catalogue.get(first_ref.product)
         calendar, first = self._slot(first_ref, now)
+        # An opening's queue governs this cohort: only a holder whose turn it is goes on.
+        self.gate(patient_key, pesel.birth_date, first_ref, cmd.queue_ticket, now)
         reader = self.units.reader()
         # The seat first: one who finds the slot full learns it from one read, writes nothing.
-        choices = [SlotChoice([first], self.broker, self.rng)]
-        try:
-            if not choices[0].pick(reader):
-                raise slot_full(first_ref, now, self.alternatives)
-            history = self.history(reader, patient_key)
-            plan = plan_next_dose(history, product, rules.catalogue)
-            referral = self._pick_referral(self.referrals(reader, patient_key), plan, first_ref)
-            check_booking_eligibility(
-                birth_date=pesel.birth_date,
-                referral=referral,
-                product=product,
-                visit_date=first_ref.day,
-                now=now,
-                channel=cmd.channel,
-                cohorts=rules.cohorts,
-                previous_doses=history,
+        rule = self._rule_of(pesel.birth_date, now)
+        choices.append(SlotChoice([first], self.broker, self.rng, now=now, rule=rule))
+        if not choices[0].pick(reader):
+            raise slot_refused(choices[0], first_ref, now, self.alternatives)
+        self._within_quota(reader, cmd.actor, patient_key, now)
+        history = self.history(reader, patient_key)
+        plan = plan_next_dose(history, product, rules.catalogue)
+        referral = self._pick_referral(self.referrals(reader, patient_key), plan, first_ref)
+        check_booking_eligibility(
+            birth_date=pesel.birth_date,
+            referral=referral,
+            product=product,
+            visit_date=first_ref.day,
+            now=now,
+            channel=cmd.channel,
+            cohorts=rules.cohorts,
+            previous_doses=history,
+        )
+        assert referral is not None
+        if plan.books_second_dose:
+            choices.append(
+                self._second_dose_choice(reader, calendar, product, first_ref, cmd, now, rule)
             )
-            assert referral is not None
-            if plan.books_second_dose:
-                choices.append(self._second_dose_choice(reader, calendar, product, first_ref, cmd))
-            return self._claim(cmd, choices, plan, referral, patient_key, now, idem)
-        finally:
-            for choice in choices:
-                choice.release()
+        return Prepared(patient_key, pesel.birth_date, plan, referral)
 
     def _claim(
         self,
         cmd: BookAppointment,
         choices: list[SlotChoice],
-        plan: DosePlan,
-        referral: Referral,
-        patient_key: str,
+        prepared: Prepared,
         now: datetime,
         idem: IdempotencyScope | None,
     ) -> StoredResponse:
+        plan, referral, patient_key = prepared.plan, prepared.referral, prepared.patient_key
         series_id = self.new_id()
         ids = [self.new_id() for _ in choices]
         dose_numbers = [plan.dose_number + i for i in range(len(choices))]
@@ -292,8 +363,17 @@ class BookingService:
             for n in dose_numbers
         ]
         staged: list[Appointment] = []
+        attempts = [0]
 
         def attempt(uow: UnitOfWork) -> StoredResponse:
+            attempts[0] += 1
+            if attempts[0] > 1:
+                # A seat taken over from an expired hold that was renewed or taken meanwhile
+                # fails its precondition (not a create conflict): choose it again.
+                for choice in choices:
+                    if choice.replaces is not None and not choice.pick(uow):
+                        ref = choice.candidates[0].ref
+                        raise slot_refused(choice, ref, now, self.alternatives)
             appointments = [
                 Appointment(
                     appointment_id=ids[i],
@@ -318,9 +398,11 @@ class BookingService:
                 for i, c in enumerate(choices)
             ]
             staged[:] = appointments
-            for appointment, lock_id in zip(appointments, lock_ids, strict=True):
-                self._stage_claim(uow, appointment, lock_id, now)
+            for appointment, lock_id, choice in zip(appointments, lock_ids, choices, strict=True):
+                choice.stage(uow, seat_document(appointment, now))
+                self.stage_claim(uow, appointment, lock_id, now, prepared.birth_date)
             stage_free_changes(uow, [(a.slot_id, -1) for a in appointments], now)
+            self._count_write(uow, patient_key, now)
             uow.publish(AppointmentBooked.about(a, occurred_at=now) for a in appointments)
             uow.audit(cmd.actor, "appointment.book", appointments, now)
             return uow.respond(StoredResponse(201, response_for(appointments)))
@@ -342,7 +424,8 @@ class BookingService:
             for number, choice in enumerate(choices):
                 if state[(SEATS, choice.seat_id)] is not None and not choice.pick(uow):
                     if number == 0:
-                        raise slot_full(choice.candidates[0].ref, now, self.alternatives)
+                        ref = choice.candidates[0].ref
+                        raise slot_refused(choice, ref, now, self.alternatives)
                     raise SlotUnavailableError(
                         "no free slot for the second dose at this point in the allowed window",
                         details={"reason": "no_second_dose_slot"},
@@ -366,6 +449,38 @@ class BookingService:
             raise SlotUnavailableError("this slot has already started", details={"reason": "past"})
         return calendar, slot
 
+    # -- reserved capacity (common/services/reservations.py) --------------------------------
+    def _rule_of(
+        self, birth_date: date | None, now: datetime
+    ) -> Callable[[SlotAvailability], Any] | None:
+        """Each slot's rule for this patient, from the instance's copy of the reservations in
+        force (no read per booking); None when reservations are not wired."""
+        book = self.reservations
+        if book is None:
+            return None
+        return lambda slot: book.rule(slot.ref, slot.capacity, birth_date, now)
+
+    def _patient_rule(
+        self, reader: UnitOfWork, patient_key: str, point_id: str, now: datetime
+    ) -> Callable[[SlotAvailability], Any] | None:
+        """The same for a move (its command names no PESEL): the birth date comes from the
+        patient's record, read only where a reservation is in force at the point."""
+        if self.reservations is None or not self.reservations.at_point(point_id, now):
+            return None
+        found = reader.get(PATIENTS, patient_key)
+        raw = found.data.get("birth_date") if found is not None else None
+        return self._rule_of(date.fromisoformat(raw) if isinstance(raw, str) else None, now)
+
+    # -- quotas -------------------------------------------------------------------------------
+    def _within_quota(self, reader: UnitOfWork, actor: Actor, patient_key: str, now) -> None:
+        """Refuse (429) a patient whose booking writes are used up: audited, nothing else."""
+        if self.quotas is not None:
+            self.quotas.enforce(self.units, reader, actor, "booking_write", patient_key, now)
+
+    def _count_write(self, uow: UnitOfWork, patient_key: str, now: datetime) -> None:
+        if self.quotas is not None:
+            self.quotas.count(uow, "booking_write", patient_key, now)
+
     @staticmethod
     def _pick_referral(referrals: list[Referral], plan: DosePlan, ref: SlotRef) -> Referral | None:
         matching = [r for r in referrals if r.kind == plan.kind]
@@ -385,6 +500,8 @@ class BookingService:
         product: VaccineProduct,
         first: SlotRef,
         cmd: BookAppointment,
+        now: datetime,
+        rule: Any = None,
     ) -> SlotChoice:
         """Dose 2's slot, in the window of `product` as the rules in force at `now` set it."""
         earliest, latest, planned = second_dose_window(product, first.day)
@@ -402,7 +519,7 @@ class BookingService:
             # Free counts here are the background view's (a few seconds old): an order of
             # preference only; the seats themselves decide.
             candidates = calendar.second_dose_candidates(product.code, earliest, latest, planned)
-        choice = SlotChoice(candidates, self.broker, self.rng)
+        choice = SlotChoice(candidates, self.broker, self.rng, now=now, rule=rule)
         if not choice.pick(reader):
             raise SlotUnavailableError(
                 f"no free slot for the second dose at this point between {earliest} and {latest}",
@@ -423,8 +540,18 @@ class BookingService:
             )
 
     @staticmethod
-    def _stage_claim(uow: UnitOfWork, appointment: Appointment, lock_id: str, now: datetime):
-        uow.create(SEATS, appointment.seat_id, seat_document(appointment, now))
+    def stage_claim(
+        uow: UnitOfWork,
+        appointment: Appointment,
+        lock_id: str,
+        now: datetime,
+        birth_date: date | None = None,
+    ):
+        """The patient's dose lock and the appointment (the seat is staged by its choice).
+
+        The appointment keeps the patient's birth date (not a PESEL, never in an event or an
+        answer): a proposed rules version is judged on the bookings already made, and its age
+        and cohort rules need it (common/services/impact.py)."""
         uow.create(
             ACTIVE_DOSES,
             lock_id,
@@ -435,7 +562,10 @@ class BookingService:
                 "claimed_at": now,
             },
         )
-        uow.create(APPOINTMENTS, appointment.appointment_id, appointment.to_document())
+        document = appointment.to_document()
+        if birth_date is not None:
+            document["birth_date"] = birth_date.isoformat()
+        uow.create(APPOINTMENTS, appointment.appointment_id, document)
 
     # -- authorisation of an existing appointment ----------------------------------------
     def _authorize(
@@ -497,6 +627,7 @@ class BookingService:
                 )
             if appointment.starts_at <= now and cmd.actor.role == "patient":
                 raise InvalidStateTransitionError("a visit that has started cannot be cancelled")
+            self._within_quota(uow, cmd.actor, appointment.patient_key, now)
             targets = [(appointment, version)]
             if appointment.linked_appointment_id and appointment.dose_number == 1:
                 linked, linked_version = self._load(uow, appointment.linked_appointment_id)
@@ -506,6 +637,7 @@ class BookingService:
             for (old, version_), new in zip(targets, cancelled, strict=True):
                 self.stage_release(uow, old, new, version_)
             stage_free_changes(uow, [(old.slot_id, +1) for old, _ in targets], now)
+            self._count_write(uow, appointment.patient_key, now)
             uow.publish(
                 AppointmentCancelled.about(
                     a, occurred_at=now, channel=cmd.channel, reason=cmd.reason
@@ -559,6 +691,7 @@ class BookingService:
             appointment, version = self._load(uow, cmd.appointment_id)
             self._authorize(uow, cmd.actor, appointment, cmd.patient_key, now)
             self._check_movable(appointment, new_ref, now)
+            self._within_quota(uow, cmd.actor, appointment.patient_key, now)
             calendar, new_first = self._slot(new_ref, now)
             self._plan_moves(uow, appointment, version, new_first, calendar, cmd, now, moves)
 
@@ -621,10 +754,11 @@ class BookingService:
         """Fill `moves` (the caller releases their seats whatever happens)."""
         # The dose-2 window of a move is the one in force now, not the one the booking saw.
         product = self.rules_at(now).catalogue.get(appointment.product)
-        first_choice = SlotChoice([new_first], self.broker, self.rng)
+        rule = self._patient_rule(reader, appointment.patient_key, new_first.ref.point_id, now)
+        first_choice = SlotChoice([new_first], self.broker, self.rng, now=now, rule=rule)
         moves.append((appointment, version, first_choice))
         if not first_choice.pick(reader):
-            raise slot_full(new_first.ref, now, self.alternatives)
+            raise slot_refused(first_choice, new_first.ref, now, self.alternatives)
         linked = first_given = None
         linked_version: datetime | None = None
         if appointment.linked_appointment_id:
@@ -659,7 +793,9 @@ class BookingService:
                         (
                             linked,
                             linked_version,
-                            self._moved_second_dose(reader, calendar, cmd, product, new_first, now),
+                            self._moved_second_dose(
+                                reader, calendar, cmd, product, new_first, now, rule
+                            ),
                         )
                     )
         elif appointment.dose_number == 2:
@@ -675,6 +811,7 @@ class BookingService:
         product: VaccineProduct,
         new_first: SlotAvailability,
         now: datetime,
+        rule: Any = None,
     ) -> SlotChoice:
         earliest, latest, planned = second_dose_window(product, new_first.ref.day)
         if cmd.new_second_slot_id:
@@ -684,7 +821,7 @@ class BookingService:
             candidates = [self._slot(ref, now)[1]]
         else:
             candidates = calendar.second_dose_candidates(product.code, earliest, latest, planned)
-        choice = SlotChoice(candidates, self.broker, self.rng)
+        choice = SlotChoice(candidates, self.broker, self.rng, now=now, rule=rule)
         if not choice.pick(reader):
             raise SlotUnavailableError(
                 "no free slot for the second dose at the new point in the window",
@@ -711,8 +848,8 @@ class BookingService:
             )
             for old, _, c in moves
         ]
-        for (old, version, _), new in zip(moves, moved, strict=True):
-            uow.create(SEATS, new.seat_id, seat_document(new, now))
+        for (old, version, choice), new in zip(moves, moved, strict=True):
+            choice.stage(uow, seat_document(new, now))
             uow.delete(SEATS, old.seat_id)
             uow.update(APPOINTMENTS, old.appointment_id, new.to_document(), if_version=version)
         stage_free_changes(
@@ -720,6 +857,7 @@ class BookingService:
             [(old.slot_id, +1) for old, _, _ in moves] + [(new.slot_id, -1) for new in moved],
             now,
         )
+        self._count_write(uow, moves[0][0].patient_key, now)
         uow.publish(
             AppointmentRescheduled(
                 event_id=uuid.uuid4().hex,

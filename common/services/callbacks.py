@@ -1,8 +1,10 @@
 """The hotline's callback list: who to phone back when no slot fitted.
 
-The PESEL and the phone number live only in the callback document's fields: its id is
-random, and neither ever goes into a log line or an event. Agents see the phone (they must
-call) and a masked PESEL; the full number is typed again by the agent who books.
+The phone number lives only in the callback document's fields: its id is random, and it never
+goes into a log line or an event. The PESEL is not kept at all: the document names the patient
+by their keyed id and shows a masked PESEL (birth date only); the agent who books types the
+full number again. Agents see the phone (they must call). A callback expires (Firestore TTL on
+`expires_at`) 90 days after it was left if nobody closed it, 30 days after it was closed.
 
 Leaving and closing a callback are units of work (common/services/unit_of_work.py): the
 callback, its audit entry and the stored answer of the request's Idempotency-Key are one
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -35,6 +37,8 @@ from common.services.idempotency import IdempotencyScope, StoredResponse
 from common.services.unit_of_work import UnitOfWork, UnitOfWorkRunner
 
 MAX_LISTED = 200
+OPEN_KEEP = timedelta(days=90)
+DONE_KEEP = timedelta(days=30)
 _PHONE = re.compile(r"^\+48 ?\d{3} ?\d{3} ?\d{3}$")
 _ID = re.compile(r"^[a-f0-9]{32}$")
 
@@ -68,10 +72,13 @@ class CloseCallbackRequest(_Body):
 
 
 class CallbackService:
-    def __init__(self, units: UnitOfWorkRunner, rule_book: RuleBook, secret: bytes) -> None:
+    def __init__(
+        self, units: UnitOfWorkRunner, rule_book: RuleBook, secret: bytes, quotas: Any = None
+    ) -> None:
         self.units = units
         self.rule_book = rule_book
         self.secret = secret
+        self.quotas = quotas
 
     def request(
         self,
@@ -96,13 +103,15 @@ class CallbackService:
         if body.product is not None:
             self.rule_book.rules_at(now).catalogue.get(body.product)
         key = pesel_key(pesel, self.secret)
+        if self.quotas is not None:  # callback requests per patient (quotas.yaml)
+            self.quotas.enforce(self.units, self.units.reader(), actor, "callback", key, now)
 
         def attempt(uow: UnitOfWork) -> StoredResponse:
             callback_id = uuid.uuid4().hex
             document = {
                 "callback_id": callback_id,
                 "status": "open",
-                "pesel": pesel.value,
+                "masked_pesel": pesel.masked,  # never the whole PESEL: the agent retypes it
                 "patient_key": key,
                 "phone": body.phone,
                 "preferred_postcode": body.preferred_postcode,
@@ -111,9 +120,12 @@ class CallbackService:
                 "created_at": now,
                 "created_by_role": actor.role,
                 "created_by_uid": actor.uid,
+                "expires_at": now + OPEN_KEEP,
             }
             uow.create(CALLBACKS, callback_id, document)
             uow.audit(actor, "callback.request", [Subject("", key)], now, callback=callback_id)
+            if self.quotas is not None:
+                self.quotas.count(uow, "callback", key, now)
             return uow.respond(StoredResponse(201, {"callback": self._view(document)}))
 
         return self.units.run(
@@ -155,6 +167,7 @@ class CallbackService:
                 "outcome_note": body.note,
                 "done_at": now,
                 "done_by_uid": actor.uid,
+                "expires_at": now + DONE_KEEP,
             }
             uow.update(CALLBACKS, callback_id, changes, if_version=found.version)
             uow.audit(
@@ -175,13 +188,16 @@ class CallbackService:
 
     @staticmethod
     def _view(data: dict[str, Any]) -> dict[str, Any]:
-        pesel = str(data.get("pesel") or "")
+        masked = data.get("masked_pesel")
+        legacy = str(data.get("pesel") or "")  # a callback left before PESELs were masked
+        if not masked and len(legacy) == 11:
+            masked = legacy[:6] + "*" * 5
         created = data.get("created_at")
         done = data.get("done_at")
         return {
             "callback_id": data["callback_id"],
             "status": data["status"],
-            "masked_pesel": pesel[:6] + "*" * 5 if len(pesel) == 11 else None,
+            "masked_pesel": masked or None,
             "phone": data["phone"],
             "preferred_postcode": data.get("preferred_postcode"),
             "product": data.get("product"),

@@ -8,6 +8,7 @@ after the reads it records.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -34,15 +35,25 @@ def _busy() -> Exception:
 
 
 class HotlineService:
-    def __init__(self, units: UnitOfWorkRunner, secret: bytes) -> None:
+    def __init__(self, units: UnitOfWorkRunner, secret: bytes, quotas: Any = None) -> None:
         self.units = units
         self.secret = secret
+        # An agent's look-ups per minute and day (common/domain/quotas.yaml): an agent is
+        # not a search engine of the register; a supervisor (claim `supervisor`) has no limit.
+        self.quotas = quotas
+
+    def _agent_identity(self, actor: Any) -> str:
+        return hashlib.sha256(f"quota\x00{actor.uid}".encode()).hexdigest()[:32]
 
     def lookup(self, actor: Any, body: LookupRequest, now: datetime) -> dict[str, Any]:
         if actor.role not in ("agent", "admin"):
             raise ForbiddenError(f"this operation is not open to the role '{actor.role}'")
         pesel = parse_pesel(body.pesel, local_day(now))
         key = pesel_key(pesel, self.secret)
+        limited = self.quotas is not None and not getattr(actor, "supervisor", False)
+        agent = self._agent_identity(actor)
+        if limited:
+            self.quotas.enforce(self.units, self.units.reader(), actor, "lookup", agent, now)
 
         def attempt(uow: UnitOfWork) -> dict[str, Any]:
             referrals = [
@@ -58,6 +69,8 @@ class HotlineService:
             vaccinations = [d.data for d in uow.query(VACCINATIONS, ("patient_key", "==", key))]
             # The patient is a subject even with no appointment: the entry names who was seen.
             uow.audit(actor, "patient.lookup", [*appointments, Subject("", key)], now)
+            if limited:
+                self.quotas.count(uow, "lookup", agent, now)
             return {
                 "patient": patient_summary(pesel),
                 "referrals": sorted(referrals, key=lambda r: r.get("valid_from", "")),

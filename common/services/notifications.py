@@ -26,6 +26,19 @@ Each Firestore step is its own unit of work (common/services/unit_of_work.py): t
 step 2 (a `create()` whose conflict means "already claimed: look at its state"), then the
 outcome of step 4 (or `failed`, or the attempt count). The send itself is never inside an
 attempt: an attempt may run more than once, an SMS must not.
+
+Nothing stays `sending`. The claim records when the record is due again (`retry_after`, a few
+minutes on: Pub/Sub's and Cloud Tasks' own retries come first, and every failed attempt
+moves it on) and the recipient, encrypted (`to_enc`, common/adapters/vault.py), so that the
+scheduled sweeper (common/services/sweeper.py) can finish any record whose deliveries all
+gave up (a dead-lettered event, a Firestore outage that ate the bookkeeping) through this
+same protocol: same id, same text, one SMS.
+
+Which number. A patient's notification goes to the patient's own verified number
+(`patients/{key}.phone`; fetched from the patient's P1/IKP profile when there is none yet:
+common/services/contacts.py). A booking made in the SMS dialog is confirmed there as well,
+unless the dialog that booked it ran on that very number (its reply was the confirmation):
+a booking made by someone else's phone always reaches the patient's own.
 """
 
 from __future__ import annotations
@@ -34,7 +47,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -42,9 +55,16 @@ from google.cloud import firestore
 from pydantic import ValidationError
 
 from common import structured_log as log
-from common.adapters.firestore_store import APPOINTMENTS, NOTIFICATIONS, PATIENTS, POINTS
+from common.adapters.firestore_store import (
+    APPOINTMENTS,
+    NOTIFICATIONS,
+    PATIENTS,
+    POINTS,
+    SMS_DIALOGS,
+)
 from common.adapters.http_errors import PeerConflictError, PeerError
 from common.adapters.sms_client import SmsClient
+from common.adapters.vault import FieldVault, VaultError
 from common.domain import sms_texts
 from common.domain.appointments import Appointment, AppointmentStatus
 from common.domain.errors import DependencyUnavailableError
@@ -56,11 +76,18 @@ from common.domain.events import (
     AppointmentRescheduled,
     DomainEvent,
 )
+from common.domain.phones import canonical_phone
 from common.domain.rulebook import RuleBook
 from common.services.integration_log import MalformedMessageError, decode_push
 from common.services.unit_of_work import RetryPolicy, UnitOfWork, UnitOfWorkRunner
 
 FINAL_STATUSES = frozenset({"sent", "failed", "skipped"})
+# A `sending` record is due for the sweeper this long after its last attempt (the push
+# subscription's own retries, 1-60 s apart, are over by then or still moving it on).
+RESUME_AFTER = timedelta(minutes=5)
+# How long a notification record is kept (Firestore TTL on expires_at): what an operator needs
+# to answer "was I texted?", no longer (docs/retention.md).
+NOTIFICATION_KEEP = timedelta(days=60)
 HANDLED_EVENTS = frozenset(
     {
         AppointmentBooked.event_type,
@@ -84,8 +111,9 @@ def normalize_phone(raw: str | None) -> str | None:
 
 
 def phone_key(phone: str, secret: bytes) -> str:
-    """A keyed hash of a phone number for document ids (never the number itself)."""
-    normalized = normalize_phone(phone) or phone
+    """A keyed hash of a phone number for document ids (never the number itself); one number
+    written two ways (`+48600100200`, `600 100 200`) is one key."""
+    normalized = canonical_phone(phone) or normalize_phone(phone) or phone
     return hmac.new(secret, f"phone:{normalized}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
@@ -97,12 +125,25 @@ def _record_contended() -> Exception:
     return DependencyUnavailableError("the notification record keeps changing; retry later")
 
 
+def recipient_context(notification_id: str) -> str:
+    return f"notification-to|{notification_id}"
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 class SmsSender:
     """Sends one SMS per notification id, whatever the number of attempts (module docstring)."""
 
-    def __init__(self, units: UnitOfWorkRunner, sms: SmsClient) -> None:
+    def __init__(
+        self, units: UnitOfWorkRunner, sms: SmsClient, vault: FieldVault | None = None
+    ) -> None:
         self.units = units
         self.sms = sms
+        # Encrypts the recipient kept on a pending record (for the sweeper); without it the
+        # record names no recipient and a sweep falls back to the patient's number.
+        self.vault = vault
 
     def status(self, notification_id: str) -> str | None:
         found = self.units.reader().get(NOTIFICATIONS, notification_id)
@@ -112,7 +153,13 @@ class SmsSender:
         """Record a decision not to send (operators see why nothing went out)."""
 
         def attempt(uow: UnitOfWork) -> str:
-            record = {**meta, "status": "skipped", "reason": reason, "created_at": now}
+            record = {
+                **meta,
+                "status": "skipped",
+                "reason": reason,
+                "created_at": now,
+                "expires_at": now + NOTIFICATION_KEEP,
+            }
             uow.create(NOTIFICATIONS, notification_id, record)
             return "recorded"
 
@@ -122,35 +169,45 @@ class SmsSender:
     def _claim(
         self,
         notification_id: str,
+        phone: str,
         render: Callable[[], str],
         meta: dict[str, Any],
         now: datetime,
         retry_failed: bool,
+        keep_text: bool,
     ) -> str | None:
         """Step 2: the text to send (claimed now, or by an attempt that may have died), or
-        None when the notification is done already."""
+        None when the notification is done already.
+
+        `keep_text=False` (a one-time code): the record keeps the text's digest, not the
+        text, and `render` must give the same text again (the code is derived, not random)."""
 
         def attempt(uow: UnitOfWork) -> str | None:
             found = uow.get(NOTIFICATIONS, notification_id)
             if found is not None:
                 stored = found.data
-                retry = retry_failed and stored.get("status") == "failed" and "text" in stored
+                resendable = "text" in stored or "text_sha256" in stored
+                retry = retry_failed and stored.get("status") == "failed" and resendable
                 if stored.get("status") in FINAL_STATUSES and not retry:
                     return None
-                return str(stored["text"])
+                return str(stored["text"]) if "text" in stored else render()
             text = render()
-            uow.create(
-                NOTIFICATIONS,
-                notification_id,
-                {
-                    **meta,
-                    "status": "sending",
-                    "text": text,
-                    "client_message_id": notification_id,
-                    "created_at": now,
-                    "updated_at": now,
-                },
-            )
+            record: dict[str, Any] = {
+                **meta,
+                "status": "sending",
+                "client_message_id": notification_id,
+                "created_at": now,
+                "updated_at": now,
+                "retry_after": now + RESUME_AFTER,
+                "expires_at": now + NOTIFICATION_KEEP,
+            }
+            if keep_text:
+                record["text"] = text
+            else:
+                record["text_sha256"] = text_digest(text)
+            if self.vault is not None:
+                record["to_enc"] = self.vault.encrypt(phone, recipient_context(notification_id))
+            uow.create(NOTIFICATIONS, notification_id, record)
             return text
 
         # A conflict: another attempt claimed it meanwhile; the attempt, run again, reads its
@@ -175,14 +232,49 @@ class SmsSender:
         meta: dict[str, Any],
         now: datetime,
         retry_failed: bool = False,
+        keep_text: bool = True,
     ) -> str:
         """Returns the final status: 'sent', 'failed', 'duplicate' (or raises to be retried).
 
         `retry_failed` (an operator's replay from the dead-letter topic) tries a `failed`
         notification once more, under the same id and with the same text."""
-        text = self._claim(notification_id, render, meta, now, retry_failed)
+        text = self._claim(notification_id, phone, render, meta, now, retry_failed, keep_text)
         if text is None:
             return "duplicate"
+        return self._deliver(notification_id, phone, text, now)
+
+    def recipient(self, record: dict[str, Any], notification_id: str) -> str | None:
+        """The number a pending record is for, if it names one (encrypted on the claim)."""
+        stored = record.get("to_enc")
+        if not isinstance(stored, str) or self.vault is None:
+            return None
+        try:
+            return self.vault.decrypt(stored, recipient_context(notification_id))
+        except VaultError:
+            return None
+
+    def resume(
+        self,
+        notification_id: str,
+        phone: str,
+        text: str,
+        now: datetime,
+        fields: dict[str, Any] | None = None,
+    ) -> str:
+        """The sweeper's attempt at a claimed record: the stored text to the stored number,
+        under the same client_message_id (the gateway sends it once even if an earlier attempt
+        got through unseen). `fields` are recorded with the attempt's failure (its next due
+        time, the sweeps so far)."""
+        return self._deliver(notification_id, phone, text, now, fields or {})
+
+    def _deliver(
+        self,
+        notification_id: str,
+        phone: str,
+        text: str,
+        now: datetime,
+        on_failure: dict[str, Any] | None = None,
+    ) -> str:
         try:
             message_id = self.sms.send(phone, text, client_message_id=notification_id)
         except PeerConflictError:
@@ -190,13 +282,19 @@ class SmsSender:
             # changed between attempts): a second SMS would break the promise; stop here.
             self._record(
                 notification_id,
-                {"status": "failed", "error": "client_message_id_conflict", "updated_at": now},
+                {
+                    "status": "failed",
+                    "error": "client_message_id_conflict",
+                    "updated_at": now,
+                    "retry_after": None,
+                },
             )
             log.error("notification refused by the gateway", notification=notification_id)
             return "failed"
         except PeerError as err:
             self._record(
-                notification_id, {"status": "failed", "error": err.code, "updated_at": now}
+                notification_id,
+                {"status": "failed", "error": err.code, "updated_at": now, "retry_after": None},
             )
             log.error(
                 "notification refused by the gateway",
@@ -213,6 +311,8 @@ class SmsSender:
                         "attempts": firestore.Increment(1),
                         "last_error": type(err).__name__,
                         "updated_at": now,
+                        "retry_after": now + RESUME_AFTER,
+                        **(on_failure or {}),
                     },
                     policy=BEST_EFFORT,
                 )
@@ -221,7 +321,14 @@ class SmsSender:
             raise
         self._record(
             notification_id,
-            {"status": "sent", "gateway_message_id": message_id, "sent_at": now, "updated_at": now},
+            {
+                "status": "sent",
+                "gateway_message_id": message_id,
+                "sent_at": now,
+                "updated_at": now,
+                "retry_after": None,
+                "to_enc": None,  # done: the recipient is no longer needed
+            },
         )
         return "sent"
 
@@ -235,13 +342,18 @@ class NotificationService:
         rule_book: RuleBook,
         sender: SmsSender,
         reminders: Any,  # common.services.reminders.ReminderScheduler (or None: no reminders)
+        contacts: Any = None,  # common.services.contacts.ContactService (None: stored only)
+        secret: bytes | None = None,  # PESEL_HASH_KEY: the SMS dialogs' keys
     ) -> None:
         # Reads only: what this service writes (the notification records) goes through the
-        # sender's units of work; what it asks of Cloud Tasks, through the scheduler.
+        # sender's units of work; what it asks of Cloud Tasks, through the scheduler; a phone
+        # found in P1, through the contacts.
         self.units = units
         self.rule_book = rule_book
         self.sender = sender
         self.reminders = reminders
+        self.contacts = contacts
+        self.secret = secret
 
     # -- reads -----------------------------------------------------------------------------
     def _doc(self, collection: str, doc_id: str | None) -> dict[str, Any] | None:
@@ -254,9 +366,28 @@ class NotificationService:
         data = self._doc(APPOINTMENTS, appointment_id)
         return Appointment.model_validate(data) if data else None
 
-    def phone_of(self, patient_key: str) -> str | None:
+    def phone_of(self, patient_key: str, now: datetime | None = None) -> str | None:
+        """The patient's own verified number: on file, else from their P1/IKP profile (then
+        kept on file); None when there is none. Raises DependencyUnavailableError when P1
+        would have to be asked and cannot be: the delivery is retried."""
+        if self.contacts is not None and now is not None:
+            return self.contacts.phone_of(patient_key, now)
         patient = self._doc(PATIENTS, patient_key) or {}
         return normalize_phone(patient.get("phone"))
+
+    def _confirmed_in_dialog(self, event: AppointmentBooked, phone: str) -> bool:
+        """Whether the SMS dialog that booked this was held on the patient's own number: its
+        reply (sent, or about to be once the booking settles) is the confirmation."""
+        if self.secret is None:
+            return False
+        dialog = self._doc(SMS_DIALOGS, phone_key(phone, self.secret)) or {}
+        if dialog.get("patient_key") != event.patient_key:
+            return False
+        if dialog.get("state") not in ("booking", "booked"):
+            return False
+        booked = (dialog.get("appointment") or {}).get("appointment_id")
+        offered = (dialog.get("offer") or {}).get("slot_id")
+        return booked == event.appointment_id or offered == event.slot_id
 
     def product_name(self, code: str, now: datetime) -> str:
         """The product's name as the rules in force at `now` give it (the code if unknown)."""
@@ -321,7 +452,7 @@ class NotificationService:
             "appointment_id": appointment_id,
             "patient_key": patient_key,
         }
-        phone = self.phone_of(patient_key)
+        phone = self.phone_of(patient_key, now)
         if phone is None:
             self.sender.skip(notification_id, "no_phone", meta, now)
             return "skipped:no_phone"
@@ -341,8 +472,12 @@ class NotificationService:
         if self.reminders is not None:
             self.reminders.schedule(event.appointment_id, event.starts_at, now, event.event_id)
         if event.channel == "sms":
-            # The SMS dialog's own reply confirmed it to the phone that booked it.
-            return self._skip(event, event.patient_key, "confirmed_in_sms_dialog", now)
+            phone = self.phone_of(event.patient_key, now)
+            if phone is not None and self._confirmed_in_dialog(event, phone):
+                # The dialog ran on the patient's own number: its reply confirmed it there.
+                return self._skip(event, event.patient_key, "confirmed_in_sms_dialog", now)
+            # Booked from another phone (after a code sent to the patient's): the patient's own
+            # number is told, below, like any booking.
         if event.dose_number == 2 and event.linked_appointment_id:
             # Booked together with dose 1, whose SMS names both dates.
             return self._skip(event, event.patient_key, "in_series_sms", now)

@@ -25,8 +25,13 @@ more than once): first the claim (read the report: done already? else count the 
 read the patient), then the call to P1, then its outcome (`reported`, `rejected`, or the last
 error).
 
-Nothing here logs or stores a PESEL: it is read from `patients/{patient_key}` only to build
-the request.
+Nothing stays in between. The claim marks the report `pending`, with the event (no PESEL)
+and when it is due again (`retry_after`): a report whose deliveries all gave up (P1 down for
+longer than the subscription's ten attempts, then dead-lettered) is reported by the scheduled
+sweeper (common/services/sweeper.py, `resume`) through the same steps, still once in effect.
+
+Nothing here logs or stores a PESEL: it is decrypted from `patients/{patient_key}.pesel_enc`
+(common/services/patients.py) only to build the request.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from google.cloud import firestore
@@ -46,15 +51,21 @@ from common.adapters.firestore_store import PATIENTS
 from common.adapters.http_errors import PeerProtocolError, PeerRejectedError
 from common.adapters.p1_client import P1Ack, P1VaccinationRecord
 from common.adapters.pubsub_publisher import EventPublisher
+from common.adapters.vault import FieldVault
 from common.domain.calendar import WARSAW
-from common.domain.errors import DependencyUnavailableError, InvalidPeselError
+from common.domain.errors import DependencyUnavailableError
 from common.domain.events import VaccinationCompleted
-from common.domain.pesel import parse_pesel
+from common.services.patients import pesel_of
 from common.services.unit_of_work import UnitOfWork, UnitOfWorkRunner
 
 P1_REPORTS = "p1_reports"
 P1_DEAD_LETTER_TOPIC = "p1-reports-dead-letter"
 HANDLED_TYPE = VaccinationCompleted.event_type
+# A pending report is due for the sweeper this long after its last attempt: the push
+# subscription's own redeliveries (10-600 s apart, 10 of them) keep moving it on meanwhile.
+RESUME_AFTER = timedelta(minutes=15)
+# How long the outcome is kept (Firestore TTL on expires_at; docs/retention.md).
+REPORT_KEEP = timedelta(days=180)
 
 
 class VaccinationSink(Protocol):
@@ -90,11 +101,13 @@ class P1Reporter:
         units: UnitOfWorkRunner,
         p1: VaccinationSink | Callable[[], VaccinationSink],
         publisher: EventPublisher,
+        vault: FieldVault | None = None,
     ) -> None:
         self.units = units
         # A factory is welcome: the events this function ignores need no P1 configuration.
         self._p1 = p1
         self.publisher = publisher
+        self.vault = vault  # opens the patient's pesel_enc
 
     @property
     def p1(self) -> VaccinationSink:
@@ -137,7 +150,13 @@ class P1Reporter:
         except PeerRejectedError as err:
             return self._reject(vaccination_id, raw, attributes, err.code, err.status, now)
         except (DependencyUnavailableError, PeerProtocolError) as err:
-            self._save(vaccination_id, {"last_error": {"kind": type(err).__name__, "at": now}})
+            self._save(
+                vaccination_id,
+                {
+                    "last_error": {"kind": type(err).__name__, "at": now},
+                    "retry_after": now + RESUME_AFTER,
+                },
+            )
             log.warning("P1 report failed, to be redelivered", vaccination_id=vaccination_id)
             if isinstance(err, PeerProtocolError):
                 raise DependencyUnavailableError("P1 answered something unreadable") from None
@@ -149,6 +168,8 @@ class P1Reporter:
                 "p1_ack": ack.model_dump(mode="json"),
                 "reported_at": now,
                 "last_error": None,  # over: cleared (null), the same in every store
+                "retry_after": None,
+                "expires_at": now + REPORT_KEEP,
             },
         )
         log.info(
@@ -158,6 +179,20 @@ class P1Reporter:
             duplicate=ack.duplicate,
         )
         return "reported"
+
+    def resume(self, vaccination_id: str, now: datetime) -> str:
+        """The sweeper's attempt at a report left `pending` (module docstring)."""
+        found = self.units.reader().get(P1_REPORTS, vaccination_id)
+        stored = found.data if found is not None else {}
+        if stored.get("status") != "pending" or not isinstance(stored.get("event"), dict):
+            return "not_pending"
+        try:
+            event = VaccinationCompleted.model_validate(stored["event"])
+        except ValidationError:
+            return "malformed"
+        raw = json.dumps(event.envelope()).encode()
+        attributes = {"event_type": event.event_type, "event_id": event.event_id, "swept": "true"}
+        return self.report(event, raw, attributes, now)
 
     def _claim(self, event: VaccinationCompleted, replayed: bool, now: datetime) -> _Claim:
         """One unit of work: done already? Else count this attempt and read the patient."""
@@ -181,6 +216,10 @@ class P1Reporter:
                     "point_id": event.point_id,
                     "attempts": firestore.Increment(1),
                     "last_attempt_at": now,
+                    # For the sweeper: the event itself (no PESEL in it) and when it is due.
+                    "status": "pending",
+                    "event": event.model_dump(mode="json"),
+                    "retry_after": now + RESUME_AFTER,
                 },
                 merge=True,
             )
@@ -196,21 +235,21 @@ class P1Reporter:
 
         self.units.run(attempt, gave_up=_contended)
 
-    @staticmethod
     def _record(
-        uow: UnitOfWork, event: VaccinationCompleted, now: datetime
+        self, uow: UnitOfWork, event: VaccinationCompleted, now: datetime
     ) -> P1VaccinationRecord | None:
         patient = uow.get(PATIENTS, event.patient_key)
-        pesel = patient.data.get("pesel") if patient is not None else None
-        if not isinstance(pesel, str):
-            return None
-        try:
-            parse_pesel(pesel, now.astimezone(WARSAW).date())
-        except InvalidPeselError:
+        pesel = pesel_of(
+            patient.data if patient is not None else None,
+            event.patient_key,
+            self.vault,
+            now.astimezone(WARSAW).date(),
+        )
+        if pesel is None:
             return None
         return P1VaccinationRecord(
             vaccination_id=event.appointment_id,
-            pesel=pesel,
+            pesel=pesel.value,
             product=event.product,
             lot_number=event.lot_number,
             dose_number=event.dose_number,
@@ -233,7 +272,13 @@ class P1Reporter:
         self._dead_letter(raw, attributes, code, status)
         self._save(
             vaccination_id,
-            {"status": "rejected", "error": {"code": code, "status": status}, "rejected_at": now},
+            {
+                "status": "rejected",
+                "error": {"code": code, "status": status},
+                "rejected_at": now,
+                "retry_after": None,
+                "expires_at": now + REPORT_KEEP,
+            },
         )
         log.error(
             "P1 refused a vaccination report: dead-lettered",

@@ -8,7 +8,9 @@ replaying it changes nothing:
   set    referrals/{referral_id}   only when P1's `sequence` is newer than the stored one
                                    (precondition: the version read), so a duplicate or
                                    out-of-order page never rolls a status back
-  set    patients/{patient_key}    merge: the PESEL is a field, never an id
+  set    patients/{patient_key}    merge: birth date, sex and the PESEL encrypted (pesel_enc,
+                                   common/services/patients.py): never a clear PESEL, never
+                                   an id
   update sync_state/p1_referrals   cursor (precondition: the version read)
 
 The page is fetched from P1 first, outside any unit of work (an attempt may run more than
@@ -32,9 +34,11 @@ from typing import Any, Protocol
 from common import structured_log as log
 from common.adapters.firestore_store import PATIENTS, REFERRALS
 from common.adapters.p1_client import P1Referral
+from common.adapters.vault import FieldVault
 from common.domain.calendar import WARSAW
 from common.domain.errors import InvalidPeselError
 from common.domain.pesel import parse_pesel, pesel_key
+from common.services.patients import identity_fields
 from common.services.sync_cursor import cursor_behind, load_cursor, stage_cursor
 from common.services.unit_of_work import UnitOfWork, UnitOfWorkRunner
 
@@ -97,10 +101,12 @@ class P1ReferralSync:
         *,
         page_size: int = PAGE_SIZE,
         max_pages: int = MAX_PAGES,
+        vault: FieldVault | None = None,
     ) -> None:
         self.units = units
         self.p1 = p1
         self.secret = pesel_secret
+        self.vault = vault
         self.page_size = page_size
         self.max_pages = max_pages
 
@@ -187,17 +193,7 @@ class P1ReferralSync:
                 uow.create(REFERRALS, referral.referral_id, document)
             else:
                 uow.update(REFERRALS, referral.referral_id, document, if_version=found.version)
-            uow.set(
-                PATIENTS,
-                key,
-                {
-                    "patient_key": key,
-                    "pesel": pesel.value,
-                    "birth_date": pesel.birth_date.isoformat(),
-                    "sex": pesel.sex,
-                },
-                merge=True,
-            )
+            uow.set(PATIENTS, key, identity_fields(pesel, key, self.vault), merge=True)
             counts["written"] += 1
         return counts
 

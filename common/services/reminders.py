@@ -182,12 +182,13 @@ class ReminderService:
             return "stale"
         if starts_at <= now:
             return "past"
-        phone = self.notifications.phone_of(appointment.patient_key)
+        phone = self.notifications.phone_of(appointment.patient_key, now)
         notification_id = f"reminder-{reminder_key(appointment_id, starts_at)}"
         meta = {
             "kind": "reminder",
             "appointment_id": appointment_id,
             "patient_key": appointment.patient_key,
+            "starts_at": starts_at,  # the sweeper sends no reminder for a visit begun or moved
         }
         if phone is None:
             self.sender.skip(notification_id, "no_phone", meta, now)

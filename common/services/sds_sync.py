@@ -47,7 +47,17 @@ from common.adapters.firestore_store import (
 from common.adapters.sds_client import SdsDelivery, SdsDemand
 from common.domain.calendar import SlotRef, parse_day_key
 from common.domain.errors import CalendarBusyError, DependencyUnavailableError, DomainError
-from common.domain.supply import SupplySlot, allocate, iso_week, week_days
+from common.domain.impact import (
+    compaction_moves,
+    delivery_doses,
+    is_stale,
+    newest_deliveries,
+    seat_holder,
+    supply_budget,
+    supply_cuts,
+    week_supply_slots,
+)
+from common.domain.supply import SupplySlot, allocate, iso_week
 from common.domain.visits import local_day
 from common.services.availability import changed
 from common.services.booking import Actor
@@ -215,16 +225,15 @@ class SdsSync:
     def _stage_page(
         uow: UnitOfWork, deliveries: Sequence[SdsDelivery], now: datetime
     ) -> tuple[int, int]:
-        newest: dict[str, SdsDelivery] = {}
-        for delivery in deliveries:
-            known = newest.get(delivery.delivery_id)
-            if known is None or delivery.sequence > known.sequence:
-                newest[delivery.delivery_id] = delivery
+        # The decisions (newest per id, stale, the doses counted) are common/domain/impact.py's,
+        # which the impact dry run of a shortfall (common/services/impact.py) applies too.
+        newest = newest_deliveries(deliveries)
         found = uow.get_all([(DELIVERIES, d) for d in newest])
         written = stale = 0
         for delivery_id, delivery in newest.items():
             stored = found.get((DELIVERIES, delivery_id))
-            if stored is not None and int(stored.data.get("sequence") or 0) >= delivery.sequence:
+            stored_sequence = int(stored.data.get("sequence") or 0) if stored else None
+            if is_stale(stored_sequence, delivery):
                 stale += 1
                 continue
             week = iso_week(delivery.delivery_date)
@@ -233,7 +242,7 @@ class SdsSync:
                 uow.create(DELIVERIES, delivery_id, document)
             else:
                 uow.update(DELIVERIES, delivery_id, document, if_version=stored.version)
-            doses = delivery.doses if delivery.status == "delivered" else 0
+            doses = delivery_doses(delivery)
             uow.set(
                 SUPPLY,
                 supply_id(delivery.point_id, delivery.product, week),
@@ -269,16 +278,15 @@ class SdsSync:
     def reconcile(self, supply: Document, now: datetime, summary: dict[str, Any]) -> None:
         point_id = supply.data["point_id"]
         product, week = supply.data["product"], supply.data["iso_week"]
-        budget = sum(int(v) for v in (supply.data.get("deliveries") or {}).values())
+        budget = supply_budget(supply.data.get("deliveries") or {})
         self.folder.fold_point(point_id)
         availability = self.units.reader().get(AVAILABILITY, point_id)
         slots = self._week_slots(
             point_id, product, week, availability.data if availability else None, now
         )
         targets = allocate(slots, budget)
-        for slot in slots:
-            target = targets.get(slot.slot_id, slot.capacity)
-            if not slot.fixed and 0 < target < slot.capacity:
+        for slot, target in supply_cuts(slots, targets):
+            if target > 0:
                 self._compact(slot, target, now)
         for slot in slots:
             if slot.fixed or targets[slot.slot_id] == slot.capacity:
@@ -311,30 +319,7 @@ class SdsSync:
         document: dict[str, Any] | None,
         now: datetime,
     ) -> list[SupplySlot]:
-        monday, sunday = week_days(week)
-        slots = []
-        for dkey, day_slots in ((document or {}).get("days") or {}).items():
-            day = parse_day_key(dkey)
-            if not monday <= day <= sunday:
-                continue
-            for skey, entry in (day_slots or {}).items():
-                if not isinstance(entry, dict) or entry.get("removed"):
-                    continue
-                ref = SlotRef.from_keys(point_id, dkey, skey)
-                if ref.product != product:
-                    continue
-                capacity = int(entry.get("cap", 0))
-                slots.append(
-                    SupplySlot(
-                        slot_id=ref.slot_id,
-                        starts_at=ref.starts_at,
-                        capacity=capacity,
-                        booked=max(capacity - int(entry.get("free", 0)), 0),
-                        template=int(entry.get("tmpl", capacity)),
-                        fixed=ref.starts_at <= now or bool(entry.get("blocked")),
-                    )
-                )
-        return slots
+        return week_supply_slots(point_id, product, week, document, now)
 
     def _compact(self, slot: SupplySlot, target: int, now: datetime) -> None:
         """Move visits sitting on seat indices >= target onto free indices below it.
@@ -354,13 +339,14 @@ class SdsSync:
             keys = [(SEATS, ref.seat_id(n)) for n in range(slot.capacity)]
             found = uow.get_all(keys)
             seats = [found.get(key) for key in keys]
-            high = [
-                (n, seat)
-                for n in range(target, slot.capacity)
-                if (seat := seats[n]) is not None and not seat.data.get("blocker")
+            holders_by_index = {
+                n: seat_holder(seat.data if seat is not None else None)
+                for n, seat in enumerate(seats)
+            }
+            moves = [
+                (seats[high], high, low)
+                for high, low in compaction_moves(slot.capacity, target, holders_by_index)
             ]
-            low = [n for n in range(target) if seats[n] is None]
-            moves = [(seat, h, n) for (h, seat), n in zip(high, low, strict=False)]
             if not moves:
                 return 0
             holders = uow.get_all(

@@ -149,17 +149,29 @@ class PointDirectory:
         self.loads = 0
 
     def entries(self) -> list[DirectoryEntry]:
-        with self._lock:
+        """Stale while revalidating: once loaded, a search never waits for a reload another
+        thread is doing (at a rush, a blocking reload stalled every search for its length)."""
+        if time.monotonic() - self._loaded_at <= self._ttl_s:
+            return self._entries
+        loaded = self.loads > 0
+        if not self._lock.acquire(blocking=not loaded):
+            return self._entries  # another thread is reloading: serve the copy we have
+        try:
             if time.monotonic() - self._loaded_at > self._ttl_s:
-                self._entries = self._load()
-                self._by_id = {e.point_id: e for e in self._entries}
+                entries = self._load()
                 grid: dict[tuple[int, int], list[DirectoryEntry]] = {}
-                for e in self._entries:
+                for e in entries:
                     grid.setdefault(_cell(e.location.lat, e.location.lon), []).append(e)
+                # Index and grid before the list: a reader that sees the new list finds its
+                # points in them (each is replaced whole, never mutated).
+                self._by_id = {e.point_id: e for e in entries}
                 self._grid = grid
+                self._entries = entries
                 self._loaded_at = time.monotonic()
                 self.loads += 1
             return self._entries
+        finally:
+            self._lock.release()
 
     def entry(self, point_id: str) -> DirectoryEntry | None:
         self.entries()
@@ -179,8 +191,7 @@ class PointDirectory:
         return found
 
     def invalidate(self) -> None:
-        with self._lock:
-            self._loaded_at = float("-inf")
+        self._loaded_at = float("-inf")
 
     def _load(self) -> list[DirectoryEntry]:
         entries = []
@@ -216,9 +227,20 @@ class PointSlotsQuery(BaseModel):
 
 class SearchService:
     def __init__(
-        self, client: firestore.Client, rule_book: RuleBook, view: AvailabilityView | None = None
+        self,
+        client: firestore.Client,
+        rule_book: RuleBook,
+        view: AvailabilityView | None = None,
+        *,
+        reservations: Any = None,
+        expected_wait: Any = None,
     ) -> None:
         self.db = client
+        # Reserved capacity (common/services/reservations.py): at a point with reservations in
+        # force, a slot shows only the seats this person could book (a bound; booking decides).
+        self.reservations = reservations
+        # With nothing near, the expected wait for a first dose (common/services/expected_wait.py).
+        self.expected_wait = expected_wait
         self.rule_book = rule_book  # which products exist: the rules in force at `now`
         self.directory = PointDirectory(client)
         # Every point's calendar in memory, refreshed with what changed (availability.py).
@@ -239,7 +261,11 @@ class SearchService:
             )
         return info.point
 
-    def search(self, query: SearchQuery, now: datetime) -> dict[str, Any]:
+    def search(
+        self, query: SearchQuery, now: datetime, birth_date: date | None = None
+    ) -> dict[str, Any]:
+        """`birth_date`: the patient's own (their group's reserved seats shown); None for an
+        unknown person (seats kept for any group are not shown)."""
         if query.product is not None:
             # An unknown product: a clear 400, not an empty page.
             self.rule_book.rules_at(now).catalogue.get(query.product)
@@ -261,7 +287,8 @@ class SearchService:
                 index = indexes.get(entry.point_id)
                 if index is None:
                     continue
-                total, earliest = index.free_in(
+                reserved = self._reserved(index, birth_date, now)
+                total, earliest = (reserved or index.free_in)(
                     not_before=now,
                     date_from=date_from,
                     date_to=date_to,
@@ -273,7 +300,10 @@ class SearchService:
                 if len(items) >= query.limit:
                     break
         more = position < len(candidates)
-        return {
+        found: dict[str, Any] = {}
+        if not items and self.expected_wait is not None:
+            found["expected_wait"] = self.expected_wait.for_search(query, center, birth_date, now)
+        return found | {
             "items": items,
             "next_cursor": _encode_cursor(position) if more else None,
             "center": {"lat": center.lat, "lon": center.lon},
@@ -375,7 +405,29 @@ class SearchService:
         self._alternatives[ref.slot_id] = (tick, found)
         return found
 
-    def point_slots(self, point_id: str, query: PointSlotsQuery, now: datetime) -> dict[str, Any]:
+    def _reserved(self, index: Any, birth_date: date | None, now: datetime) -> Any:
+        """FreeSeatIndex.free_in's stand-in at a point with reservations in force (the seats
+        this person may book); None elsewhere (the index answers as it is)."""
+        if self.reservations is None or not self.reservations.at_point(index.point_id, now):
+            return None
+        from functools import partial
+
+        from common.services.reservations import reserved_free_in
+
+        book = self.reservations
+        return partial(
+            reserved_free_in,
+            index,
+            lambda ref, cap: book.rule(ref, cap, birth_date, now),
+        )
+
+    def point_slots(
+        self,
+        point_id: str,
+        query: PointSlotsQuery,
+        now: datetime,
+        birth_date: date | None = None,
+    ) -> dict[str, Any]:
         """One point's free slots, read fresh: one document read."""
         if not is_point_id(point_id):
             raise NotFoundError("no such vaccination point")
@@ -389,4 +441,17 @@ class SearchService:
         free = calendar.free_slots(
             not_before=now, date_from=date_from, date_to=date_to, product=query.product
         )
+        if self.reservations is not None and self.reservations.at_point(point_id, now):
+            from common.domain.reservations import outsider_free
+
+            book = self.reservations
+            bounded = (
+                SlotAvailability(
+                    s.ref,
+                    s.capacity,
+                    outsider_free(s.free, book.rule(s.ref, s.capacity, birth_date, now)),
+                )
+                for s in free
+            )
+            free = [s for s in bounded if s.free > 0]
         return {"point_id": point_id, "slots": [s.to_api() for s in free]}

@@ -26,13 +26,28 @@ again from its reads when the dialog changed meanwhile), the end of a booking, t
 `done`. The booking (BookingService, its own unit of work and idempotency key) and the reply
 (an SMS) happen between them, never inside an attempt, which may run more than once.
 
+Who is texting (docs/reliability.md item 14: a channel acts only for the person it has
+verified). A phone may book only for a patient whose verified number it is
+(`patients/{key}.phone`, fetched from the patient's P1/IKP profile when none is on file:
+common/services/contacts.py). From any other phone, "PESEL KOD" gets one and the same answer
+whatever the PESEL ("if this PESEL has a phone with us, we sent a code to it"): whether the
+person exists, has a referral, a phone, or lives at that postcode is told to no one but the
+person. A code goes to the patient's own number, naming the last digits of the asking phone;
+returned in the dialog ("KOD 123456") within 10 minutes and 5 attempts, it binds that
+conversation to that patient, and the dialog carries on as if the patient had texted. Every
+booking made so is confirmed to the patient's own number as well (notify_patient). Per-phone
+limits (common/services/phone_limits.py): messages per sender, "PESEL KOD" attempts per
+sender (enumeration), codes per receiving number (flooding a stranger).
+
 PESEL and phone number: validated, never logged, never in ids (keyed hashes), never echoed in
-a reply. The dialog document keeps the PESEL while the conversation lasts (booking needs it)
-and expires with it (`expires_at`, Firestore TTL).
+a reply. The dialog document keeps the PESEL encrypted (`pesel_enc`, common/adapters/vault.py)
+while the conversation needs it (the booking), clears it once booked, and expires
+(`expires_at`, Firestore TTL).
 """
 
 from __future__ import annotations
 
+import hmac
 import re
 import uuid
 from dataclasses import dataclass
@@ -44,6 +59,7 @@ from google.api_core import exceptions as gexc
 from common import structured_log as log
 from common.adapters.firestore_store import REFERRALS, SMS_DIALOGS, SMS_INBOUND
 from common.adapters.sms_client import SmsInbound
+from common.adapters.vault import FieldVault, VaultError
 from common.domain import sms_texts
 from common.domain.calendar import WARSAW
 from common.domain.eligibility import age_on
@@ -55,12 +71,14 @@ from common.domain.errors import (
     SmsDialogBusyError,
     ValidationFailedError,
 )
-from common.domain.pesel import parse_pesel, pesel_key
+from common.domain.pesel import Pesel, parse_pesel, pesel_key
+from common.domain.phones import canonical_phone, same_phone
 from common.domain.rulebook import RuleBook
 from common.domain.vaccines import VaccineCatalogue
 from common.services.booking import Actor, BookAppointment, BookingService
 from common.services.idempotency import Idempotency, request_fingerprint
 from common.services.notifications import SmsSender, phone_key, short_hash
+from common.services.phone_limits import PhoneLimits, Verdict
 from common.services.search import SearchQuery, SearchService
 from common.services.unit_of_work import RetryPolicy, UnitOfWork, UnitOfWorkRunner
 
@@ -76,6 +94,8 @@ MAX_BOOKING_ROUNDS = 3
 ONCE = RetryPolicy(attempts=1)
 SEARCH_PAGES = 3
 SEARCH_DAYS = 30
+CODE_TTL = timedelta(minutes=10)
+CODE_ATTEMPTS = 5
 _YES = {"TAK", "T", "TAK!", "OK"}
 _NO = {"NIE", "N", "NASTEPNY", "NASTĘPNY", "INNY"}
 _STOP = {"STOP", "KONIEC", "ANULUJ"}
@@ -85,7 +105,7 @@ _IGNORED_WORDS = {"PESEL", "KOD", "KODPOCZTOWY", "POCZTOWY"}
 # -- parsing (pure) ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Command:
-    kind: str  # "start", "yes", "no", "stop", "unknown"
+    kind: str  # "start", "code", "yes", "no", "stop", "unknown"
     digits: str = ""
     product_word: str | None = None
 
@@ -94,6 +114,8 @@ def parse_command(text: str) -> Command:
     upper = text.strip().upper()
     words = re.findall(r"[^\W\d_]+", upper)
     digits = re.sub(r"\D", "", upper)
+    if len(digits) == 6 and set(words) <= {"KOD"}:
+        return Command("code", digits=digits)
     if not digits and len(words) == 1:
         word = words[0]
         if word in _YES:
@@ -157,6 +179,11 @@ class SmsDialogService:
         sender: SmsSender,
         secret: bytes,
         offer_ttl: timedelta = timedelta(minutes=10),
+        *,
+        vault: FieldVault,
+        contacts: Any = None,  # common.services.contacts.ContactService: whose number is whose
+        limits: PhoneLimits | None = None,
+        room: Any = None,  # common.services.waiting_room.WaitingRoom: the openings' queues
     ) -> None:
         self.units = units
         self.rule_book = rule_book  # products by age and their names: the rules at `now`
@@ -166,23 +193,30 @@ class SmsDialogService:
         self.sender = sender
         self.secret = secret
         self.offer_ttl = offer_ttl
+        self.vault = vault
+        self.contacts = contacts
+        self.limits = limits
+        self.room = room
 
     # -- inbound dedupe ----------------------------------------------------------------------
     def receive(self, inbound: SmsInbound, now: datetime) -> str:
         inbound_id = short_hash("sms-inbound", inbound.message_id)
-        if not self._claim(inbound_id, now):
+        command = parse_command(inbound.text)
+        claim = self._claim(inbound_id, inbound.sender, command, now)
+        if claim == "duplicate":
             return "duplicate"
+        if claim != "ok":
+            if claim == "over_first":  # told once a window; then silence (no SMS amplifier)
+                self._reply(inbound, inbound_id, sms_texts.dialog_rate_limited(), "limit", now)
+            log.info("sms dialog step", outcome="rate_limited")
+            return "rate_limited"
         try:
-            reply, outcome = self._converse(inbound, now)
+            owner = self._owner_phone(command, now)
+            reply, outcome = self._converse(inbound, command, owner, now)
             if reply:
-                dialog_key = phone_key(inbound.sender, self.secret)
-                self.sender.send_once(
-                    f"reply-{inbound_id}",
-                    inbound.sender,
-                    lambda: reply,
-                    {"kind": "sms.reply", "dialog": dialog_key, "outcome": outcome},
-                    now,
-                )
+                self._reply(inbound, inbound_id, reply, outcome, now)
+            if outcome in ("code_sent", "replayed"):
+                self._send_owner_code(inbound, now)
         except BaseException:
             self._release(inbound_id)
             raise
@@ -190,32 +224,113 @@ class SmsDialogService:
         log.info("sms dialog step", outcome=outcome)
         return outcome
 
-    def _claim(self, inbound_id: str, now: datetime) -> bool:
-        """True: this attempt handles the message; False: it was handled; busy: in hand."""
+    def _reply(
+        self, inbound: SmsInbound, inbound_id: str, text: str, outcome: str, now: datetime
+    ) -> None:
+        dialog_key = phone_key(inbound.sender, self.secret)
+        self.sender.send_once(
+            f"reply-{inbound_id}",
+            inbound.sender,
+            lambda: text,
+            {"kind": "sms.reply", "dialog": dialog_key, "outcome": outcome},
+            now,
+        )
+
+    def _claim(self, inbound_id: str, sender: str, command: Command, now: datetime) -> str:
+        """ "ok": this attempt handles the message; "duplicate": it was handled; busy (raised):
+        in hand elsewhere; "over_first" / "over": the sender is over a limit (the claim is
+        recorded done, so the gateway's redelivery is a duplicate)."""
         record = {"status": "processing", "claimed_at": now, "expires_at": now + INBOUND_TTL}
-        # A new message (the usual case) is claimed without a read; after a conflict the
+        kinds = ["inbound", "start"] if command.kind == "start" else ["inbound"]
+        # A new message (the usual case) is claimed without reading it; after a conflict the
         # attempt runs again and looks at the claim that is there.
         look_first = [False]
 
-        def attempt(uow: UnitOfWork) -> bool:
+        def attempt(uow: UnitOfWork) -> str:
+            takeover = None
             if look_first[0]:
                 found = uow.get(SMS_INBOUND, inbound_id)
                 if found is not None:
                     if found.data.get("status") == "done":
-                        return False
+                        return "duplicate"
                     if found.data.get("claimed_at") > now - CLAIM_STALE_AFTER:
                         raise SmsDialogBusyError()
-                    # A claim left by an attempt that died: take it over (if still as read).
-                    uow.update(SMS_INBOUND, inbound_id, record, if_version=found.version)
-                    return True
-            uow.create(SMS_INBOUND, inbound_id, record)
-            return True
+                    takeover = found  # a claim left by an attempt that died: take it over
+            verdict: Verdict = "ok"
+            if self.limits is not None:
+                verdict = self.limits.take(uow, self.limits.phone_doc(sender), kinds, now)
+            claim = dict(record)
+            if verdict != "ok":
+                claim |= {"status": "done", "outcome": "rate_limited", "done_at": now}
+            if takeover is not None:
+                uow.update(SMS_INBOUND, inbound_id, claim, if_version=takeover.version)
+            else:
+                uow.create(SMS_INBOUND, inbound_id, claim)
+            return verdict
 
-        def on_conflict(_uow: UnitOfWork) -> bool | None:
+        def on_conflict(_uow: UnitOfWork) -> str | None:
             look_first[0] = True
             return None
 
         return self.units.run(attempt, on_conflict=on_conflict, gave_up=SmsDialogBusyError)
+
+    def _owner_phone(self, command: Command, now: datetime) -> str | None:
+        """For "PESEL KOD": the verified number of the patient named (on file, or from P1),
+        looked up before the conversation's unit of work (P1 is never called inside one)."""
+        if command.kind != "start" or self.contacts is None:
+            return None
+        try:
+            pesel = parse_pesel(command.digits[:11], now.astimezone(WARSAW).date())
+        except InvalidPeselError:
+            return None
+        if postcode_of(command.digits) is None:
+            return None
+        return self.contacts.phone_of(pesel_key(pesel, self.secret), now, pesel=pesel)
+
+    def _send_owner_code(self, inbound: SmsInbound, now: datetime) -> None:
+        """The code this message asked for, to the patient's own number (again, on a
+        redelivery: one SMS per code, the gateway dedupes by notification id)."""
+        key = phone_key(inbound.sender, self.secret)
+        found = self.units.reader().get(SMS_DIALOGS, key)
+        dialog = found.data if found is not None else {}
+        code = dialog.get("code") or {}
+        if (
+            dialog.get("state") != "awaiting_code"
+            or code.get("issued_by") != inbound.message_id
+            or not code.get("nonce")
+            or not code.get("to_enc")
+            or not isinstance(code.get("expires_at"), datetime)
+            or code["expires_at"] <= now
+        ):
+            return
+        try:
+            owner = self.vault.decrypt(code["to_enc"], self._code_context(key))
+        except VaultError:
+            return
+        value = self._code(key, code["nonce"])
+        ending = (canonical_phone(inbound.sender) or "")[-3:]
+        minutes = int(CODE_TTL.total_seconds() // 60)
+        self.sender.send_once(
+            f"code-{short_hash(key, code['nonce'])}",
+            owner,
+            lambda: sms_texts.dialog_owner_code(value, ending, minutes),
+            {"kind": "sms.code", "patient_key": dialog.get("patient_key")},
+            now,
+            keep_text=False,
+        )
+
+    def _code(self, key: str, nonce: str) -> str:
+        from common.services.contacts import one_time_code
+
+        return one_time_code(self.secret, f"sms-dialog|{key}", nonce)
+
+    @staticmethod
+    def _code_context(key: str) -> str:
+        return f"sms-code-to|{key}"
+
+    @staticmethod
+    def _pesel_context(key: str) -> str:
+        return f"sms-dialog-pesel|{key}"
 
     def _release(self, inbound_id: str) -> None:
         def attempt(uow: UnitOfWork) -> None:
@@ -237,13 +352,14 @@ class SmsDialogService:
         self.units.run(attempt, gave_up=SmsDialogBusyError)
 
     # -- the conversation ------------------------------------------------------------------
-    def _converse(self, inbound: SmsInbound, now: datetime) -> Reply:
+    def _converse(
+        self, inbound: SmsInbound, command: Command, owner: str | None, now: datetime
+    ) -> Reply:
         key = phone_key(inbound.sender, self.secret)
-        command = parse_command(inbound.text)
         for _ in range(MAX_BOOKING_ROUNDS):
             # A conflict: the dialog was created meanwhile; decide again on what is there.
             moved = self.units.run(
-                lambda uow: self._move(uow, key, command, inbound, now),
+                lambda uow: self._move(uow, key, command, inbound, owner, now),
                 on_conflict=lambda _uow: None,
                 gave_up=SmsDialogBusyError,
             )
@@ -255,7 +371,13 @@ class SmsDialogService:
         raise SmsDialogBusyError()
 
     def _move(
-        self, uow: UnitOfWork, key: str, command: Command, inbound: SmsInbound, now: datetime
+        self,
+        uow: UnitOfWork,
+        key: str,
+        command: Command,
+        inbound: SmsInbound,
+        owner: str | None,
+        now: datetime,
     ) -> Reply | Booking:
         """One attempt: read the dialog, decide, stage the guarded write."""
         found = uow.get(SMS_DIALOGS, key)
@@ -272,7 +394,7 @@ class SmsDialogService:
             return Booking(dialog)
         if command.kind == "yes":
             return self._yes(uow, key, dialog, version, inbound, now)
-        step = self._decide(uow, command, dialog, now)
+        step = self._decide(uow, key, command, dialog, inbound, owner, now)
         return self._stage(uow, key, version, step, inbound.message_id, now)
 
     def _stage(
@@ -303,12 +425,14 @@ class SmsDialogService:
         return {
             "state": "idle",
             "outcome": outcome,
-            "pesel": None,
+            "pesel_enc": None,
             "patient_key": None,
             "offer": None,
             "offered": [],
             "booking_by": None,
             "booking_since": None,
+            "code": None,
+            "queue": None,
         }
 
     def _offer_expired(self, dialog: dict[str, Any], now: datetime) -> bool:
@@ -316,13 +440,23 @@ class SmsDialogService:
         return offer.get("expires_at") is None or offer["expires_at"] <= now
 
     def _decide(
-        self, uow: UnitOfWork, command: Command, dialog: dict[str, Any] | None, now: datetime
+        self,
+        uow: UnitOfWork,
+        key: str,
+        command: Command,
+        dialog: dict[str, Any] | None,
+        inbound: SmsInbound,
+        owner: str | None,
+        now: datetime,
     ) -> Step:
         state = (dialog or {}).get("state", "idle")
         if command.kind == "start":
-            return self._start(uow, command, now)
+            return self._start(uow, key, command, dialog, inbound, owner, now)
+        if command.kind == "code":
+            return self._check_code(uow, key, command, dialog, now)
         if command.kind == "stop":
-            return Step(self._idle("stopped"), sms_texts.dialog_stopped())
+            # The end of the conversation ends what it proved, too.
+            return Step({**self._idle("stopped"), "verified_for": None}, sms_texts.dialog_stopped())
         if command.kind == "no":
             if state == "booked":
                 return Step(
@@ -343,8 +477,19 @@ class SmsDialogService:
         raw = booked.get("starts_at")
         return datetime.fromisoformat(raw) if isinstance(raw, str) else raw
 
-    def _start(self, uow: UnitOfWork, command: Command, now: datetime) -> Step:
+    def _start(
+        self,
+        uow: UnitOfWork,
+        key: str,
+        command: Command,
+        dialog: dict[str, Any] | None,
+        inbound: SmsInbound,
+        owner: str | None,
+        now: datetime,
+    ) -> Step:
         today = now.astimezone(WARSAW).date()
+        # What a PESEL's checksum or a postcode's format is, anyone can tell: these refusals
+        # say nothing about a person.
         try:
             pesel = parse_pesel(command.digits[:11], today)
         except InvalidPeselError:
@@ -353,27 +498,215 @@ class SmsDialogService:
         if len(command.digits) < 11 or postcode is None:
             return Step(self._idle("bad_postcode"), sms_texts.dialog_bad_postcode())
         patient_key = pesel_key(pesel, self.secret)
+        if same_phone(inbound.sender, owner):
+            return self._begin(uow, key, pesel, patient_key, postcode, command.product_word, now)
+        if (dialog or {}).get("verified_for") == patient_key:
+            # This conversation proved itself for this patient with a code already.
+            return self._begin(uow, key, pesel, patient_key, postcode, command.product_word, now)
+        return self._ask_for_code(
+            uow, key, pesel, patient_key, postcode, command, inbound, owner, now
+        )
+
+    def _ask_for_code(
+        self,
+        uow: UnitOfWork,
+        key: str,
+        pesel: Pesel,
+        patient_key: str,
+        postcode: str,
+        command: Command,
+        inbound: SmsInbound,
+        owner: str | None,
+        now: datetime,
+    ) -> Step:
+        """Not the patient's own number: a code to the patient's number (if there is one, and
+        it has not had too many today), and the same answer to the sender in every case."""
+        code: dict[str, Any] = {
+            "nonce": None,
+            "to_enc": None,
+            "issued_by": inbound.message_id,
+            "expires_at": now + CODE_TTL,
+            "attempts": 0,
+        }
+        if owner is not None:
+            allowed = self.limits is None or (
+                self.limits.take(uow, self.limits.phone_doc(owner), ["code"], now) == "ok"
+            )
+            if allowed:
+                code["nonce"] = uuid.uuid4().hex
+                code["to_enc"] = self.vault.encrypt(owner, self._code_context(key))
+        fields = {
+            **self._idle("code_sent"),
+            "state": "awaiting_code",
+            "pesel_enc": self.vault.encrypt(pesel.value, self._pesel_context(key)),
+            "patient_key": patient_key,
+            "postcode": postcode,
+            "product_word": command.product_word,
+            "code": code,
+        }
+        return Step(fields, sms_texts.dialog_code_sent())
+
+    def _check_code(
+        self,
+        uow: UnitOfWork,
+        key: str,
+        command: Command,
+        dialog: dict[str, Any] | None,
+        now: datetime,
+    ) -> Step:
+        """KOD 123456: the code sent to the patient's number binds this conversation to them.
+        A wrong code, an expired one, and one that was never sent (no number on file) all get
+        the same answer."""
+        dialog = dialog or {}
+        code = dialog.get("code") or {}
+        if dialog.get("state") != "awaiting_code" or code.get("expires_at") is None:
+            return Step({"outcome": "no_code"}, sms_texts.dialog_code_wrong())
+        attempts = int(code.get("attempts", 0)) + 1
+        expected = self._code(key, code["nonce"]) if code.get("nonce") else None
+        good = (
+            expected is not None
+            and code["expires_at"] > now
+            and attempts <= CODE_ATTEMPTS
+            and hmac.compare_digest(expected, command.digits)
+        )
+        if not good:
+            if attempts >= CODE_ATTEMPTS or code["expires_at"] <= now:
+                return Step(self._idle("code_wrong"), sms_texts.dialog_code_wrong())
+            return Step(
+                {"outcome": "code_wrong", "code": {**code, "attempts": attempts}},
+                sms_texts.dialog_code_wrong(),
+            )
+        pesel = self._dialog_pesel(key, dialog, now)
+        if pesel is None:
+            return Step(self._idle("code_wrong"), sms_texts.dialog_code_wrong())
+        step = self._begin(
+            uow,
+            key,
+            pesel,
+            dialog["patient_key"],
+            dialog["postcode"],
+            dialog.get("product_word"),
+            now,
+        )
+        return Step(
+            {**step.fields, "code": None, "verified_for": dialog["patient_key"]}, step.reply
+        )
+
+    def _dialog_pesel(self, key: str, dialog: dict[str, Any], now: datetime) -> Pesel | None:
+        raw = dialog.get("pesel")  # a conversation of the older layout
+        if isinstance(dialog.get("pesel_enc"), str):
+            try:
+                raw = self.vault.decrypt(dialog["pesel_enc"], self._pesel_context(key))
+            except VaultError:
+                return None
+        if not isinstance(raw, str):
+            return None
+        try:
+            return parse_pesel(raw, now.astimezone(WARSAW).date())
+        except InvalidPeselError:
+            return None
+
+    def _begin(
+        self,
+        uow: UnitOfWork,
+        key: str,
+        pesel: Pesel,
+        patient_key: str,
+        postcode: str,
+        product_word: str | None,
+        now: datetime,
+    ) -> Step:
+        """The patient's own conversation (their number, or a code returned): their referral,
+        their products, the first offer."""
+        today = now.astimezone(WARSAW).date()
         valid_to = self._referral_valid_to(uow, patient_key, today)
         if valid_to is None:
             return Step(self._idle("no_referral"), sms_texts.dialog_no_referral())
         products = pick_products(
             self.rule_book.rules_at(now).catalogue,
-            command.product_word,
+            product_word,
             age_on(pesel.birth_date, today),
         )
         if not products:
             return Step(self._idle("unknown_product"), sms_texts.dialog_refused("unknown_product"))
         base = {
             **self._idle("offered"),
-            "pesel": pesel.value,
+            "pesel_enc": self.vault.encrypt(pesel.value, self._pesel_context(key)),
             "patient_key": patient_key,
             "postcode": postcode,
             "products": products,
             "valid_to": valid_to.isoformat(),
             "appointment": None,
+            "queue": None,
         }
         try:
+            queued = self._through_the_queue(base, pesel, now)
+            if queued is not None:
+                return queued
             return self._next_offer(base, now)
+        except ValidationFailedError:
+            return Step(self._idle("bad_postcode"), sms_texts.dialog_bad_postcode())
+
+    # -- a cohort opening's waiting room: the same room, the same place, as the portal's -----
+    def _through_the_queue(
+        self, dialog: dict[str, Any], pesel: Pesel, now: datetime
+    ) -> Step | None:
+        """None: go on to an offer (no opening governs this person, or their turn has come:
+        the ticket is then kept on the dialog for the booking). Otherwise the step that tells
+        them where they stand. A text joins the room exactly as the portal does (one place per
+        person, whatever the channel), so no channel jumps the queue."""
+        if self.room is None:
+            return None
+        opening = self.room.governing(pesel.birth_date, dialog["products"], now)
+        if opening is None:
+            return None
+        if opening.phase(now) == "announced":
+            return Step(
+                self._idle("cohort_not_open"),
+                sms_texts.dialog_opening_announced(opening.opens_at, opening.window_opens_at),
+            )
+        joined = self.room.join(
+            opening.opening_id, dialog["patient_key"], pesel.birth_date, "sms", now
+        )
+        if joined["ticket"] is None:
+            return None  # open to all since
+        dialog["queue"] = {
+            "opening_id": opening.opening_id,
+            "ticket": joined["ticket"],
+            "opens_at": opening.opens_at,
+        }
+        return self._queue_step(dialog, joined["position"])
+
+    def _queue_step(self, dialog: dict[str, Any], position: dict[str, Any]) -> Step | None:
+        if position["admitted"]:
+            return None
+        if position["expired"]:
+            return Step(self._idle("turn_passed"), sms_texts.dialog_turn_passed())
+        turn_at = position.get("admitted_at")
+        return Step(
+            {**dialog, "state": "queued", "outcome": "queued"},
+            sms_texts.dialog_queued(
+                dialog["queue"]["opens_at"],
+                position["position"],
+                position["ahead"],
+                datetime.fromisoformat(turn_at) if turn_at else None,
+            ),
+        )
+
+    def _queued_again(self, dialog: dict[str, Any], now: datetime) -> Step:
+        """TAK while queued: the place now; the first offer once the turn has come."""
+        queue = dialog.get("queue") or {}
+        try:
+            answer = self.room.position(
+                queue["opening_id"], dialog["patient_key"], queue["ticket"], now
+            )
+        except (DomainError, KeyError, TypeError):
+            return Step(self._idle("turn_passed"), sms_texts.dialog_turn_passed())
+        step = self._queue_step(dialog, answer["position"])
+        if step is not None:
+            return step
+        try:
+            return self._next_offer(dialog, now)
         except ValidationFailedError:
             return Step(self._idle("bad_postcode"), sms_texts.dialog_bad_postcode())
 
@@ -410,7 +743,10 @@ class SmsDialogService:
         product = self.rule_book.rules_at(now).catalogue.get(slot["product"]).name
         text = sms_texts.dialog_offer(product, starts_at, point, minutes)
         fields = {
-            **{k: dialog.get(k) for k in ("pesel", "patient_key", "postcode", "products")},
+            **{
+                k: dialog.get(k)
+                for k in ("pesel_enc", "patient_key", "postcode", "products", "queue")
+            },
             "valid_to": dialog.get("valid_to"),
             "state": "offered",
             "outcome": "offered",
@@ -464,6 +800,9 @@ class SmsDialogService:
                 sms_texts.dialog_already_booked(self._booked_at(dialog)),
             )
             return self._stage(uow, key, version, step, inbound.message_id, now)
+        if state == "queued" and dialog is not None and version is not None:
+            step = self._queued_again(dialog, now)
+            return self._stage(uow, key, version, step, inbound.message_id, now)
         if state != "offered" or dialog is None or version is None:
             step = Step({"outcome": "no_offer"}, sms_texts.dialog_no_offer())
             return self._stage(uow, key, version, step, inbound.message_id, now)
@@ -480,11 +819,16 @@ class SmsDialogService:
     ) -> Reply | None:
         """Phase 2: book the offer (idempotent by offer id), then booking -> booked."""
         offer = dialog["offer"]
+        pesel = self._dialog_pesel(key, dialog, now)
+        if pesel is None:
+            step = Step(self._idle("expired"), sms_texts.dialog_expired())
+            return self._settle(key, dialog, step, inbound.message_id, now)
         command = BookAppointment(
-            pesel=dialog["pesel"],
+            pesel=pesel.value,
             slot_id=offer["slot_id"],
             channel="sms",
             actor=Actor(uid=f"sms-{key[:16]}", role="patient"),
+            queue_ticket=(dialog.get("queue") or {}).get("ticket"),
         )
         fingerprint = request_fingerprint(
             "sms.book", {"slot_id": offer["slot_id"], "patient_key": dialog["patient_key"]}
@@ -527,7 +871,7 @@ class SmsDialogService:
             {
                 "state": "booked",
                 "outcome": "booked",
-                "pesel": None,  # the conversation's purpose is served: keep no more than needed
+                "pesel_enc": None,  # the conversation's purpose is served: keep no more
                 "appointment": {
                     "appointment_id": first["appointment_id"],
                     "starts_at": first["starts_at"],

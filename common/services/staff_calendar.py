@@ -39,7 +39,6 @@ availability document does not starve them.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
@@ -72,6 +71,14 @@ from common.domain.events import (
     AppointmentDisplaced,
     DomainEvent,
     SlotOffer,
+)
+from common.domain.impact import (
+    SlotTarget,
+    change_target,
+    goes_with,
+    remove_target,
+    seat_holder,
+    supply_target,
 )
 from common.domain.pesel import Pesel
 from common.domain.rulebook import RuleBook
@@ -160,17 +167,9 @@ class CalendarQuery(_Body):
         return self
 
 
-@dataclass(frozen=True)
-class _Target:
-    """What a slot should become: its effective capacity and its blocked state."""
-
-    capacity: int
-    blocked: bool
-    held_capacity: int  # the capacity a blocked slot returns to when unblocked
-    remove: bool = False
-    # Set by supply (common/services/sds_sync.py): the capacity staff published, kept as
-    # `tmpl` while supply holds `cap` below it. A staff change drops it: theirs is the new one.
-    template: int | None = None
+# What a slot should become; decided by common/domain/impact.py, which the impact dry run
+# (common/services/impact.py) calls too, so that it cannot disagree with the change itself.
+_Target = SlotTarget
 
 
 def _entry(document: dict[str, Any] | None, ref: SlotRef) -> dict[str, Any] | None:
@@ -460,11 +459,7 @@ class StaffCalendarService:
         idem: IdempotencyScope | None = None,
     ) -> StoredResponse:
         def target(entry: dict[str, Any]) -> _Target:
-            blocked_now = bool(entry.get("blocked"))
-            held = int(entry.get("blocked_cap", 0)) if blocked_now else int(entry.get("cap", 0))
-            blocked = body.blocked if body.blocked is not None else blocked_now
-            capacity = body.capacity if body.capacity is not None else held
-            return _Target(0 if blocked else capacity, blocked, capacity)
+            return change_target(entry, body.capacity, body.blocked)
 
         return self._apply(
             actor, point_id, slot_id, target, "point_capacity_reduced", "slot.change", now, idem
@@ -482,7 +477,7 @@ class StaffCalendarService:
             actor,
             point_id,
             slot_id,
-            lambda entry: _Target(0, False, 0, remove=True),
+            lambda entry: remove_target(),
             "slot_removed",
             "slot.remove",
             now,
@@ -504,9 +499,7 @@ class StaffCalendarService:
         events in the same commit. A slot staff blocked meanwhile is left as it is."""
 
         def target(entry: dict[str, Any]) -> _Target:
-            if entry.get("blocked"):
-                return _Target(0, True, int(entry.get("blocked_cap", 0)))
-            return _Target(capacity, False, capacity, template=template)
+            return supply_target(entry, capacity, template)
 
         return self._apply(actor, point_id, slot_id, target, reason, "slot.supply", now, None)
 
@@ -581,12 +574,7 @@ class StaffCalendarService:
         seats: dict[int, SeatHolder] = {}
         for index in indices:
             seat = found.get((SEATS, ref.seat_id(index)))
-            if seat is None:
-                seats[index] = SeatHolder("free")
-            elif seat.data.get("blocker"):
-                seats[index] = SeatHolder("blocker")
-            else:
-                seats[index] = SeatHolder("patient", str(seat.data.get("appointment_id")))
+            seats[index] = seat_holder(seat.data if seat is not None else None)
         return seats
 
     @staticmethod
@@ -613,9 +601,10 @@ class StaffCalendarService:
         """Dose 2 booked with a displaced dose 1 goes with it (as a cancellation does)."""
         found = []
         for appointment, _ in displaced:
-            if appointment.dose_number != 1 or not appointment.linked_appointment_id:
+            linked_id = goes_with(appointment)
+            if linked_id is None:
                 continue
-            stored = reader.get(APPOINTMENTS, appointment.linked_appointment_id)
+            stored = reader.get(APPOINTMENTS, linked_id)
             if stored is not None and stored.version is not None:
                 linked = Appointment.model_validate(stored.data)
                 if linked.is_active:

@@ -1,5 +1,10 @@
 """Carrying out visits at a point: the day's list, check-in, completion, no-show, walk-ins.
 
+Completion follows a check-in (the PESEL typed from the patient's identity document matched
+the booking): a dose recorded for the wrong person is the error this prevents. When the
+check-in cannot be done (no document at hand, a desk that failed), staff may still record the
+dose with an explicit override and its reason, which goes to the audit entry and the visit.
+
 Every change is one commit holding the change, its event (outbox), its audit entry and its
 stored answer (the Idempotency-Key's record): a vaccination record without its
 `vaccination.completed` event for P1, or without the audit entry of the staff member who
@@ -34,8 +39,8 @@ from common.domain.eligibility import check_booking_eligibility
 from common.domain.errors import (
     AlreadyBookedError,
     AppointmentNotFoundError,
+    CheckInRequiredError,
     ForbiddenError,
-    InvalidPeselError,
     InvalidStateTransitionError,
     PatientMismatchError,
     ProductNotOfferedError,
@@ -46,7 +51,7 @@ from common.domain.events import (
     DomainEvent,
     VaccinationCompleted,
 )
-from common.domain.pesel import Pesel, parse_pesel, pesel_key
+from common.domain.pesel import parse_pesel, pesel_key
 from common.domain.rulebook import RuleBook
 from common.domain.series import plan_next_dose
 from common.domain.visits import (
@@ -65,6 +70,7 @@ from common.services.actions import Subject
 from common.services.availability import stage_free_changes
 from common.services.booking import BookingService
 from common.services.idempotency import IdempotencyScope, StoredResponse
+from common.services.patients import PatientFacts, facts_of
 from common.services.point_access import authorize_point, read_point
 from common.services.unit_of_work import UnitOfWork, UnitOfWorkRunner
 
@@ -86,6 +92,9 @@ class CheckInRequest(_Body):
 class CompleteRequest(_Body):
     product: str = Field(min_length=1, max_length=40)
     lot_number: str = Field(pattern=LOT_NUMBER_PATTERN)
+    # Only for a visit that was not checked in: why the dose is recorded without the identity
+    # check (audited, and kept on the visit). Without it such a completion is refused.
+    check_in_override_reason: str | None = Field(default=None, min_length=3, max_length=500)
 
 
 class NoShowRequest(_Body):
@@ -116,6 +125,8 @@ def _visit_view(appointment: Appointment, data: dict[str, Any], patient: Any) ->
         "dose_number": appointment.dose_number,
         "status": appointment.status.value,
         "checked_in_at": _iso(data.get("checked_in_at")),
+        "check_in_override_reason": data.get("check_in_override_reason"),
+        "linked_appointment_id": appointment.linked_appointment_id,
         "patient": patient_summary(patient),
     }
 
@@ -134,22 +145,15 @@ def _record_keeps_changing() -> Exception:
 
 def _patients_by_key(
     reader: UnitOfWork, keys: Sequence[str], today: date
-) -> dict[str, Pesel | None]:
-    """The patients' PESELs (from `patients/`, one batched read), parsed; unknown or
-    unreadable ones map to None."""
+) -> dict[str, PatientFacts | None]:
+    """The patients' birth dates and sexes (from `patients/`, one batched read; no PESEL is
+    read back); unknown ones map to None."""
     unique = list(dict.fromkeys(keys))
     found = reader.get_all([(PATIENTS, k) for k in unique])
-    result: dict[str, Pesel | None] = {}
-    for key in unique:
-        document = found.get((PATIENTS, key))
-        pesel = None
-        if document is not None and isinstance(document.data.get("pesel"), str):
-            try:
-                pesel = parse_pesel(document.data["pesel"], today)
-            except InvalidPeselError:
-                pesel = None
-        result[key] = pesel
-    return result
+    return {
+        key: facts_of(d.data if (d := found.get((PATIENTS, key))) is not None else None, today)
+        for key in unique
+    }
 
 
 class VisitService:
@@ -214,6 +218,13 @@ class VisitService:
     def _load_for_staff(
         uow: UnitOfWork, actor: Any, appointment_id: str
     ) -> tuple[Appointment, datetime]:
+        appointment, version, _ = VisitService._read_for_staff(uow, actor, appointment_id)
+        return appointment, version
+
+    @staticmethod
+    def _read_for_staff(
+        uow: UnitOfWork, actor: Any, appointment_id: str
+    ) -> tuple[Appointment, datetime, dict[str, Any]]:
         if actor.role not in ("staff", "admin"):
             raise ForbiddenError(f"this operation is not open to the role '{actor.role}'")
         if not appointment_id or len(appointment_id) > 64 or "/" in appointment_id:
@@ -225,7 +236,7 @@ class VisitService:
             raise AppointmentNotFoundError()
         appointment = Appointment.model_validate(found.data)
         authorize_point(actor, appointment.point_id)
-        return appointment, found.version
+        return appointment, found.version, found.data
 
     @staticmethod
     def _response(appointment: Appointment, extra: dict[str, Any]) -> StoredResponse:
@@ -268,10 +279,14 @@ class VisitService:
         idem: IdempotencyScope | None = None,
     ) -> StoredResponse:
         def attempt(uow: UnitOfWork) -> StoredResponse:
-            appointment, version = self._load_for_staff(uow, actor, appointment_id)
+            appointment, version, data = self._read_for_staff(uow, actor, appointment_id)
             require_booked(appointment, "complete")
             require_visit_day(appointment, now)
             require_same_product(appointment, body.product)
+            checked_in = isinstance(data.get("checked_in_at"), datetime)
+            override = None if checked_in else body.check_in_override_reason
+            if not checked_in and not override:
+                raise CheckInRequiredError(details={"appointment_id": appointment.appointment_id})
             product = self.rule_book.rules_at(now).catalogue.get(body.product)
             given_on = local_day(now)
             closes = completes_referral(appointment.dose_kind, appointment.dose_number, product)
@@ -283,6 +298,7 @@ class VisitService:
                     "updated_at": now,
                     "completed_at": now,
                     "lot_number": body.lot_number,
+                    "check_in_override_reason": override,
                 },
                 if_version=version,
             )
@@ -328,13 +344,26 @@ class VisitService:
                     )
                 ]
             )
-            uow.audit(actor, "visit.complete", [appointment], now)
+            # An override is named as such in the audit trail, with its reason.
+            uow.audit(
+                actor,
+                "visit.complete_without_check_in" if override else "visit.complete",
+                [appointment],
+                now,
+                **({"check_in_override_reason": override} if override else {}),
+            )
             completed = appointment.model_copy(
                 update={"status": AppointmentStatus.COMPLETED, "updated_at": now}
             )
             return uow.respond(
                 self._response(
-                    completed, {"lot_number": body.lot_number, "referral_closed": closes}
+                    completed,
+                    {
+                        "lot_number": body.lot_number,
+                        "referral_closed": closes,
+                        "checked_in": checked_in,
+                        "check_in_override_reason": override,
+                    },
                 )
             )
 
@@ -402,12 +431,37 @@ class VisitService:
                     {
                         "cancelled_linked_appointment_id": (
                             linked[0].appointment_id if linked else None
-                        )
+                        ),
+                        "second_dose": self._second_dose_outcome(appointment, linked, now),
                     },
                 )
             )
 
         return self.units.run(attempt, idem=idem, gave_up=_visit_keeps_changing)
+
+    def _second_dose_outcome(
+        self,
+        appointment: Appointment,
+        linked: tuple[Appointment, datetime] | None,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """What the no-show did to dose 2, for the staff who recorded it (and the patient's
+        SMS about the cancellation, which the event brings)."""
+        if linked is not None:
+            dose2 = linked[0]
+            return {
+                "outcome": "cancelled",
+                "appointment_id": dose2.appointment_id,
+                "starts_at": dose2.starts_at.isoformat(),
+                "point_id": dose2.point_id,
+            }
+        catalogue = self.rule_book.rules_at(now).catalogue
+        two_doses = (
+            appointment.product in catalogue and catalogue.get(appointment.product).doses == 2
+        )
+        if appointment.dose_kind == "primary" and appointment.dose_number == 1 and two_doses:
+            return {"outcome": "not_booked"}  # dose 2 was cancelled or never booked
+        return {"outcome": "not_applicable"}  # this was dose 2, a single dose or a booster
 
     @staticmethod
     def _lock_id(a: Appointment) -> str:

@@ -100,6 +100,15 @@ class PeselQuery(_Body):
     pesel: str
 
 
+class ProfileEntry(_Body):
+    pesel: str
+    phone: str | None = Field(default=None, pattern=r"^\+?[0-9]{9,15}$")
+
+
+class SetProfiles(_Body):
+    profiles: list[ProfileEntry] = Field(min_length=1, max_length=10_000)
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
 
@@ -125,6 +134,8 @@ class P1State:
         self.record_counter = 0
         self.referrals: dict[str, dict[str, Any]] = {}
         self.vaccinations: dict[str, dict[str, Any]] = {}
+        # The patients' IKP contact data, by PESEL (the phone they verified in IKP).
+        self.profiles: dict[str, dict[str, Any]] = {}
         self._restore(state_file.load())
 
     # --- persistence ---
@@ -137,6 +148,7 @@ class P1State:
         self.record_counter = int(data["record_counter"])
         self.referrals = dict(data["referrals"])
         self.vaccinations = dict(data["vaccinations"])
+        self.profiles = dict(data.get("profiles") or {})
 
     def _save(self) -> None:
         self._file.save(
@@ -146,6 +158,7 @@ class P1State:
                 "record_counter": self.record_counter,
                 "referrals": self.referrals,
                 "vaccinations": self.vaccinations,
+                "profiles": self.profiles,
             }
         )
 
@@ -256,6 +269,31 @@ class P1State:
                 self._save()
             return dict(referral)
 
+    # --- patients' profiles ---
+
+    def set_profiles(self, entries: list[ProfileEntry]) -> int:
+        today = self.clock().date()
+        for entry in entries:
+            _require_pesel(entry.pesel, today)
+        with self._lock:
+            for entry in entries:
+                self.profiles[entry.pesel] = {
+                    "phone": entry.phone,
+                    "phone_verified_at": _iso(self.clock()) if entry.phone else None,
+                }
+            self._save()
+        return len(entries)
+
+    def profile(self, pesel: str) -> dict[str, Any]:
+        """The IKP contact data of a patient P1 knows (a profile, or a referral); 404 else."""
+        _require_pesel(pesel, self.clock().date())
+        with self._lock:
+            found = self.profiles.get(pesel)
+            known = found is not None or any(r["pesel"] == pesel for r in self.referrals.values())
+        if not known:
+            raise ApiError(404, "patient_not_found", "P1 knows no such patient.")
+        return dict(found or {"phone": None, "phone_verified_at": None})
+
     # --- vaccinations ---
 
     def report(self, report: VaccinationReport) -> tuple[dict[str, Any], bool]:
@@ -361,14 +399,17 @@ def _cohort_bounds(born_from: int | None, born_to: int | None, on: date) -> tupl
 
 def make_app(
     *,
-    token: str = DEFAULT_TOKEN,
+    token: str | None = DEFAULT_TOKEN,
     state_path: Path | None = None,
     seed: int = 0,
     clock: Clock = _utc_now,
     catalogue: VaccineCatalogue | None = None,
     cohorts: CohortRules | None = None,
 ) -> Flask:
-    """The P1 simulator as a WSGI app; its state is ``app.extensions["p1"]``."""
+    """The P1 simulator as a WSGI app; its state is ``app.extensions["p1"]``.
+
+    ``token=None`` when it is served over mutual TLS (``start_p1(pki=...)``): the client
+    certificate is the credential, as with the real P1."""
     app = Flask("p1-simulator")
     state = P1State(
         clock,
@@ -383,7 +424,20 @@ def make_app(
     install_simulator(app, name="p1", api_prefix=f"{API}/", token=token, seed=seed)
     _add_referral_routes(app, state)
     _add_vaccination_routes(app, state)
+    _add_profile_routes(app, state)
     return app
+
+
+def _add_profile_routes(app: Flask, state: P1State) -> None:
+    @app.post(f"{API}/patients:profile")
+    def patient_profile() -> Response:
+        # POST: the PESEL travels in the body, never in a URL.
+        return jsonify(state.profile(parse_body(PeselQuery).pesel))
+
+    @app.post(f"{API}/profiles:set")
+    @simulation_only
+    def set_profiles() -> Response:
+        return jsonify({"updated": state.set_profiles(parse_body(SetProfiles).profiles)})
 
 
 def _issued_body(issued: list[dict[str, Any]], skipped: int) -> dict[str, Any]:

@@ -13,11 +13,13 @@ from google.cloud import firestore
 
 from common import clock
 from common.adapters.firestore_store import GUARDIANS, PATIENTS, REFERRALS, RPC
+from common.adapters.vault import FieldVault
 from common.config import Settings
 from common.domain.calendar import WARSAW
 from common.domain.pesel import make_pesel, parse_pesel, pesel_key
 from common.services.directory import regular_calendar, write_calendars, write_points
 from common.services.guardians import guardian_doc_id, guardian_document
+from common.services.patients import new_patient_document
 from emulator.seed.points import generate_points
 from emulator.seed.users import DEMO_CHILDREN, DEMO_USERS
 
@@ -39,21 +41,34 @@ def demo_patients(count: int) -> list[str]:
     return pesels
 
 
-def seed_patients(client: firestore.Client, secret: bytes, pesels: list[str], today: date) -> None:
+def demo_phone(index: int) -> str:
+    """The demo patient's fake mobile number (+48 600 NNN NNN), by position in demo_patients."""
+    return f"+48600{index:06d}"
+
+
+def demo_profiles(pesels: list[str]) -> list[dict[str, str]]:
+    """The demo patients' IKP profiles for the P1 simulator (`POST /p1/v1/profiles:set`): where
+    their phone numbers live, as real patients' do. Our own seed stores no number: the first
+    confirmation fetches it from P1 (common/services/contacts.py)."""
+    return [{"pesel": pesel, "phone": demo_phone(i)} for i, pesel in enumerate(pesels)]
+
+
+def seed_patients(
+    client: firestore.Client,
+    secret: bytes,
+    pesels: list[str],
+    today: date,
+    vault: FieldVault | None = None,
+) -> None:
+    vault = vault or FieldVault.from_env()
     batch = client.batch()
     for index, raw in enumerate(pesels):
         pesel = parse_pesel(raw, today)
         key = pesel_key(pesel, secret)
+        # As the P1 sync writes a patient: birth date, sex, the PESEL encrypted; no phone (it
+        # is in the patient's P1 profile: demo_profiles).
         batch.set(
-            client.collection(PATIENTS).document(key),
-            {
-                "patient_key": key,
-                "pesel": pesel.value,
-                "birth_date": pesel.birth_date.isoformat(),
-                "sex": pesel.sex,
-                # A fake mobile number (+48 600 NNN NNN) for SMS notifications and reminders.
-                "phone": f"+48600{index:06d}",
-            },
+            client.collection(PATIENTS).document(key), new_patient_document(pesel, key, vault)
         )
         referral = {
             "referral_id": f"ref-demo-{index:05d}",

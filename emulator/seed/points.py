@@ -119,6 +119,15 @@ _LOCATIVES: dict[str, str] = {
 }  # fmt: skip
 
 
+def _in(locative: str) -> str:
+    """The preposition "w" with a locative: "we" before w/f and a consonant ("we Wrocławiu",
+    "we Włocławku"), as Polish says it; "w" otherwise ("w Wałbrzychu", "w Krakowie")."""
+    vowels = "aąeęioóuy"
+    if len(locative) > 1 and locative[0].lower() in "wf" and locative[1].lower() not in vowels:
+        return f"we {locative}"
+    return f"w {locative}"
+
+
 def _locative(place: str) -> str | None:
     known = _LOCATIVES.get(place)
     if known is not None:
@@ -223,7 +232,7 @@ def _name(rng: random.Random, kind: str, town: PlaceInfo) -> str:
             # City counties (Kraków, Gdańsk, ...) have municipal, not county, hospitals.
             template = template.replace("Powiatowy", "Miejski")
         loc = _locative(place)
-        return template.format(loc=f"w {loc}") if loc else template.format(loc=f"\u2013 {place}")
+        return template.format(loc=_in(loc)) if loc else template.format(loc=f"\u2013 {place}")
     if kind == "mass_center":
         return f"Punkt Szczepień Powszechnych \u2013 {rng.choice(_MASS_VENUES)}, {place}"
     templates = _CLINIC_TEMPLATES if town.population >= 8_000 else _SMALL_CLINIC_TEMPLATES

@@ -1,7 +1,10 @@
-"""The demo users of the local stack and their unsigned ID tokens.
+"""The demo users of the local stack.
 
-The PESEL numbers are the public examples of the documentation (valid checksums, no real
-people behind them as far as anyone can tell) plus generated ones.
+Patients sign in through the login-node simulator (emulator/login_node: it knows them by
+`uid`); agents, staff and admins are managed accounts the stack creates at start through the
+accounts service (the admin API's), with the documented local password below. The PESEL numbers
+are the public examples of the documentation (valid checksums, no real people behind them as
+far as anyone can tell) plus generated ones.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ from dataclasses import dataclass
 from datetime import date
 
 from common.domain.pesel import make_pesel
-from emulator.identities import mint_id_token
 
 DEMO_STAFF_POINT = "pt-00001"
+# Local demo accounts only (the Auth emulator): a documented password, not a secret.
+DEMO_PASSWORD = "demo-haslo-2021"  # noqa: S105
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,11 @@ class DemoUser:
     label: str
     pesel: str | None = None
     point_id: str | None = None
+
+    @property
+    def email(self) -> str | None:
+        """Managed accounts sign in with this address and DEMO_PASSWORD."""
+        return None if self.role == "patient" else f"{self.uid}@demo.e-rejestracja.example"
 
 
 DEMO_USERS: tuple[DemoUser, ...] = (
@@ -47,16 +56,33 @@ DEMO_CHILDREN: tuple[tuple[str, str], ...] = (
 
 
 def demo_tokens(project_id: str) -> dict[str, dict[str, str]]:
-    """uid → {label, role, token}: what the web apps and the README's curl examples use."""
+    """uid -> {label, role, token}, each token issued by the Auth emulator (a custom token with
+    the user's claims, signed in): what the browser tests' gateway serves at /dev/tokens. The
+    stack itself signs its users in through the login node and passwords (emulator/sign_in.py)."""
+    import os
+
+    import firebase_admin
+    from firebase_admin import auth
+
+    from emulator.sign_in import _client_call
+
+    app_name = f"demo-tokens-{project_id}"
+    try:
+        app = firebase_admin.get_app(app_name)
+    except ValueError:
+        app = firebase_admin.initialize_app(options={"projectId": project_id}, name=app_name)
+    host = os.environ["FIREBASE_AUTH_EMULATOR_HOST"]
     tokens = {}
     for user in DEMO_USERS:
-        token = mint_id_token(
-            project_id,
-            user.uid,
-            role=user.role,
-            pesel=user.pesel,
-            point_id=user.point_id,
-            lifetime_s=30 * 24 * 3600,
+        claims = {"role": user.role, "pesel": user.pesel, "point_id": user.point_id}
+        custom = auth.create_custom_token(
+            user.uid, {k: v for k, v in claims.items() if v is not None}, app=app
         )
-        tokens[user.uid] = {"label": user.label, "role": user.role, "token": token}
+        answer = _client_call(
+            host,
+            "accounts:signInWithCustomToken",
+            {"token": custom.decode(), "returnSecureToken": True},
+            project_id,
+        )
+        tokens[user.uid] = {"label": user.label, "role": user.role, "token": answer["idToken"]}
     return tokens

@@ -11,6 +11,7 @@ from common.entry import (
     idempotent_write,
     own_patient_key,
     require_method,
+    take_write_attempt,
 )
 from common.http import endpoint, json_response, parse_json, path_param
 from common.services.booking import CancelAppointment
@@ -21,6 +22,7 @@ from common.services.booking import CancelAppointment
 def cancel_appointment(request):
     require_method(request, "POST")
     principal = caller(request)
+    take_write_attempt(principal)
     body = parse_json(request, CancelRequest)
     command = CancelAppointment(
         appointment_id=path_param(request, "/v1/appointments/"),
@@ -33,4 +35,4 @@ def cancel_appointment(request):
     result = idempotent_write(
         request, principal, "cancel", body, lambda idem: service.cancel(command, wiring.now(), idem)
     )
-    return json_response(result.body, result.status)
+    return json_response(wiring.appointment_places().add_places(result.body), result.status)

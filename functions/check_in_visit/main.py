@@ -26,4 +26,4 @@ def check_in_visit(request):
             actor_of(principal), appointment_id, body, wiring.now(), idem
         ),
     )
-    return json_response(result.body, result.status)
+    return json_response(wiring.appointment_places().add_places(result.body), result.status)

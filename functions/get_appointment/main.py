@@ -18,4 +18,6 @@ def get_appointment(request):
         own_patient_key(principal),
         wiring.now(),
     )
-    return json_response(appointment.to_api())
+    return json_response(
+        wiring.appointment_places().add_places({"appointment": appointment.to_api()})["appointment"]
+    )

@@ -5,6 +5,7 @@ import functions_framework
 from common import wiring
 from common.entry import caller, require_method
 from common.http import endpoint, json_response, parse_query, path_param
+from common.services.reservations import birth_date_of
 from common.services.search import PointSlotsQuery
 
 
@@ -12,7 +13,10 @@ from common.services.search import PointSlotsQuery
 @endpoint
 def get_point_slots(request):
     require_method(request, "GET")
-    caller(request)
+    principal = caller(request)
     query = parse_query(request, PointSlotsQuery)
     point_id = path_param(request, "/v1/points/")
-    return json_response(wiring.search_service().point_slots(point_id, query, wiring.now()))
+    now = wiring.now()
+    # A patient sees the seats reserved for their own group (common/services/reservations.py).
+    found = wiring.search_service().point_slots(point_id, query, now, birth_date_of(principal, now))
+    return json_response(found)

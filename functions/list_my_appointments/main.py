@@ -15,4 +15,4 @@ def list_my_appointments(request):
     principal = caller(request)
     principal.require_role("patient")
     appointments = wiring.booking_service().appointments_of(own_patient_key(principal))
-    return json_response(response_for(appointments))
+    return json_response(wiring.appointment_places().add_places(response_for(appointments)))

@@ -16,4 +16,5 @@ def list_my_dependents(request):
     principal.require_role("patient")
     key = own_patient_key(principal)
     service = wiring.booking_service()
-    return json_response(dependents_of(wiring.firestore_client(), service, key, wiring.now()))
+    result = dependents_of(wiring.firestore_client(), service, key, wiring.now())
+    return json_response(wiring.appointment_places().add_places(result))

@@ -20,4 +20,4 @@ def lookup_patient(request):
     principal.require_role("agent", "admin")
     body = parse_json(request, LookupRequest)
     result = wiring.hotline_service().lookup(actor_of(principal, body.reason), body, wiring.now())
-    return json_response(result)
+    return json_response(wiring.appointment_places().add_places(result))

@@ -24,4 +24,4 @@ def mark_no_show(request):
         body,
         lambda idem: service.no_show(actor_of(principal), appointment_id, body, wiring.now(), idem),
     )
-    return json_response(result.body, result.status)
+    return json_response(wiring.appointment_places().add_places(result.body), result.status)

@@ -11,6 +11,7 @@ from common.entry import (
     idempotent_write,
     own_patient_key,
     require_method,
+    take_write_attempt,
 )
 from common.http import endpoint, json_response, parse_json, path_param
 from common.services.booking import RescheduleAppointment
@@ -21,6 +22,7 @@ from common.services.booking import RescheduleAppointment
 def reschedule_appointment(request):
     require_method(request, "POST")
     principal = caller(request)
+    take_write_attempt(principal)
     body = parse_json(request, RescheduleRequest)
     command = RescheduleAppointment(
         appointment_id=path_param(request, "/v1/appointments/"),
@@ -38,4 +40,10 @@ def reschedule_appointment(request):
         body,
         lambda idem: service.reschedule(command, wiring.now(), idem),
     )
-    return json_response(result.body, result.status)
+    places = wiring.appointment_places()
+    answer = places.add_places(result.body)
+    if result.status == 200:
+        answer["confirmation"] = places.confirmation(
+            answer["appointments"], wiring.now(), "rescheduled"
+        )
+    return json_response(answer, result.status)

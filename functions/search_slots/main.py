@@ -3,8 +3,9 @@
 import functions_framework
 
 from common import wiring
-from common.entry import caller, require_method
+from common.entry import caller, quota_identity, require_method
 from common.http import endpoint, json_response, parse_query
+from common.services.reservations import birth_date_of
 from common.services.search import SearchQuery
 
 
@@ -12,7 +13,11 @@ from common.services.search import SearchQuery
 @endpoint
 def search_slots(request):
     require_method(request, "GET")
-    caller(request)
+    principal = caller(request)
+    now = wiring.now()
+    # Per person, per instance, in memory: a search stays a search, not a write.
+    wiring.local_quotas().take("search", quota_identity(principal), now)
     query = parse_query(request, SearchQuery)
-    result = wiring.search_service().search(query, wiring.now())
+    # A patient sees the seats reserved for their own group (common/services/reservations.py).
+    result = wiring.search_service().search(query, now, birth_date_of(principal, now))
     return json_response(result, headers={"Cache-Control": "private, max-age=5"})

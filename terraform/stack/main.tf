@@ -15,7 +15,13 @@ locals {
     pubsub_push = "pubsub_push"
     scheduled   = "scheduler"
     tasks       = "tasks"
+    # Identity Platform calls its blocking function without credentials: the function
+    # verifies the Google-signed JWT of each call itself (common/adapters/blocking_token.py).
+    identity_blocking = "allUsers"
   }
+  # The blocking function's deterministic Cloud Run URL: registered in Identity Platform and
+  # given to the function as the audience its JWTs must carry.
+  blocking_function_url = "https://authorize-sign-in-${module.project_services.project_number}.${var.region}.run.app"
 
   # Functions that enqueue Cloud Tasks sign those tasks (OIDC) as the tasks invoker.
   enqueuers = toset([for name, f in local.functions : name if length(try(f.enqueues, [])) > 0])
@@ -61,15 +67,112 @@ module "firestore" {
         { field_path = "index", order = "ASCENDING" },
       ]
     },
+    {
+      # The sweeper (common/services/sweeper.py): what is still `sending` past its due time.
+      collection = "notifications"
+      fields = [
+        { field_path = "status", order = "ASCENDING" },
+        { field_path = "retry_after", order = "ASCENDING" },
+      ]
+    },
+    {
+      # The sweeper: P1 reports still `pending` past their due time.
+      collection = "p1_reports"
+      fields = [
+        { field_path = "status", order = "ASCENDING" },
+        { field_path = "retry_after", order = "ASCENDING" },
+      ]
+    },
+    {
+      # A waiting room's view refreshes with the places changed since its last read.
+      collection = "queue_entries"
+      fields = [
+        { field_path = "opening_id", order = "ASCENDING" },
+        { field_path = "updated_at", order = "ASCENDING" },
+      ]
+    },
+    {
+      # The sweeper finds the holds past their time.
+      collection = "holds"
+      fields = [
+        { field_path = "status", order = "ASCENDING" },
+        { field_path = "expires_at", order = "ASCENDING" },
+      ]
+    },
+    {
+      # An impact dry run of a rules version pages through the live bookings by series, so
+      # that both doses of a series are judged together (common/services/impact.py).
+      collection = "appointments"
+      fields = [
+        { field_path = "status", order = "ASCENDING" },
+        { field_path = "series_id", order = "ASCENDING" },
+      ]
+    },
+    {
+      # resume_impact_jobs: the dry runs still queued or running whose lease ran out.
+      collection = "impact_jobs"
+      fields = [
+        { field_path = "status", order = "ASCENDING" },
+        { field_path = "retry_after", order = "ASCENDING" },
+      ]
+    },
+    {
+      # measure_booking_rates counts a county's bookings of the last day: point_id in [...],
+      # created_at >= (common/services/expected_wait.py).
+      collection = "appointments"
+      fields = [
+        { field_path = "point_id", order = "ASCENDING" },
+        { field_path = "created_at", order = "ASCENDING" },
+      ]
+    },
+    {
+      # A new reservation reads the seats taken in its scope: point_id equality, a range of
+      # days (common/services/reservations.py).
+      collection = "seats"
+      fields = [
+        { field_path = "point_id", order = "ASCENDING" },
+        { field_path = "day", order = "ASCENDING" },
+      ]
+    },
   ]
   ordered_fields = {
     outbox       = "occurred_at"
     availability = "changed_at"
   }
+  # Every collection that holds personal data or temporary state expires by its own
+  # `expires_at`, written by the code (tests/infra checks it; docs/retention.md says how long
+  # and why). Not here: patients, appointments, vaccinations, referrals (the record of care,
+  # kept for the programme), the outbox (an event must never be dropped unpublished).
   ttl_fields = {
-    idempotency_keys = "expires_at"
-    integration_log  = "expires_at"
+    idempotency_keys    = "expires_at"
+    integration_log     = "expires_at"
+    sms_dialogs         = "expires_at"
+    sms_inbound         = "expires_at"
+    notifications       = "expires_at"
+    phone_codes         = "expires_at"
+    phone_limits        = "expires_at"
+    callbacks           = "expires_at"
+    p1_reports          = "expires_at"
+    availability_deltas = "expires_at"
+    audit_log           = "expires_at"
+    quota_counters      = "expires_at"
+    queue_entries       = "expires_at"
+    holds               = "purge_at"
+    seat_reservations   = "purge_at"
+    impact_jobs         = "expires_at"
+    impact_cases        = "expires_at"
+    used_assertions     = "expires_at"
   }
+
+  depends_on = [module.project_services]
+}
+
+module "identity" {
+  source                = "../modules/identity"
+  project_id            = var.project_id
+  blocking_function_url = local.blocking_function_url
+  login_node            = var.login_node == null ? null : { issuer = var.login_node.issuer, client_id = var.login_node.client_id }
+  authorized_domains    = var.identity_authorized_domains
 
   depends_on = [module.project_services]
 }
@@ -121,10 +224,13 @@ module "function" {
   min_instances   = try(each.value.min_instances, 0)
   max_instances   = try(each.value.max_instances, 10)
   concurrency     = try(each.value.concurrency, 1)
-  project_roles   = try(each.value.project_roles, [])
-  publish_topics  = { for t in try(each.value.publishes, []) : t => module.messaging.topic_ids[t] }
-  enqueue_queues  = { for q in try(each.value.enqueues, []) : q => module.tasks.queue_names[q] }
-  secrets         = { for s in try(each.value.secrets, []) : s => module.secrets.ids[s] }
+  project_roles = concat(
+    try(each.value.project_roles, []),
+    try(each.value.identity_accounts, false) ? [module.identity.account_manager_role] : [],
+  )
+  publish_topics = { for t in try(each.value.publishes, []) : t => module.messaging.topic_ids[t] }
+  enqueue_queues = { for q in try(each.value.enqueues, []) : q => module.tasks.queue_names[q] }
+  secrets        = { for s in try(each.value.secrets, []) : s => module.secrets.ids[s] }
   environment = merge(
     try(each.value.env, {}),
     contains(local.enqueuers, each.key) ? {
@@ -132,11 +238,21 @@ module "function" {
       # The task target: send_reminder's deterministic Cloud Run URL (its module output cannot
       # feed another instance of the same module call: that would be a cycle).
       SEND_REMINDER_URL = "https://send-reminder-${module.project_services.project_number}.${var.region}.run.app"
+      # run_impact_job's, for the impact dry runs' tasks (common/services/impact.py).
+      RUN_IMPACT_JOB_URL = "https://run-impact-job-${module.project_services.project_number}.${var.region}.run.app"
+    } : {},
+    each.value.trigger == "identity_blocking" ? {
+      BLOCKING_FUNCTION_URL  = local.blocking_function_url
+      LOGIN_NODE_PROVIDER_ID = module.identity.login_node_provider_id
+      LOGIN_NODE_ISSUER      = try(var.login_node.issuer, "")
+      LOGIN_NODE_CLIENT_ID   = try(var.login_node.client_id, "")
+      LOGIN_NODE_JWKS_URL    = try(var.login_node.jwks_url, "")
     } : {},
   )
   labels = { environment = var.environment }
   invokers = {
-    caller = "serviceAccount:${module.identities.emails[local.caller_of_trigger[each.value.trigger]]}"
+    caller = (local.caller_of_trigger[each.value.trigger] == "allUsers" ? "allUsers"
+    : "serviceAccount:${module.identities.emails[local.caller_of_trigger[each.value.trigger]]}")
   }
 
   depends_on = [module.project_services]
@@ -174,6 +290,23 @@ module "api_gateway" {
     for name, f in module.function : name => { uri = f.uri, deadline = f.timeout_seconds }
     if try(local.functions[name].public, false)
   }
+
+  depends_on = [module.project_services]
+}
+
+# The public edge (docs/operations.md, "The public edge"): an HTTPS load balancer in front of
+# the gateway, for api_domain, whose Cloud Armor policy rate-limits each client address. It is
+# built once api_domain is set: its managed certificate needs the domain.
+module "edge" {
+  source            = "../modules/edge"
+  count             = var.api_domain == null ? 0 : 1
+  project_id        = var.project_id
+  domain            = var.api_domain
+  gateway_region    = var.gateway_region
+  gateway_id        = module.api_gateway.gateway_id
+  rate_limit        = var.edge_rate_limit
+  ip_ban            = var.edge_ip_ban
+  trusted_ip_ranges = var.edge_trusted_ip_ranges
 
   depends_on = [module.project_services]
 }

@@ -66,3 +66,55 @@ variable "web_cors_origins" {
   type        = list(string)
   default     = []
 }
+
+variable "api_domain" {
+  description = "Host name of the public API at the edge (HTTPS load balancer + Cloud Armor, terraform/modules/edge); null: no edge, the API is reached at the gateway's own URL only."
+  type        = string
+  default     = null
+}
+
+variable "edge_rate_limit" {
+  description = "Per client IP address at the edge: at most `requests` requests per `interval_sec` seconds, the rest get 429 (preview = true: only logged)."
+  type = object({
+    requests     = number
+    interval_sec = number
+    preview      = optional(bool, false)
+  })
+  default = { requests = 300, interval_sec = 60 }
+}
+
+variable "edge_ip_ban" {
+  description = "Optional ban at the edge: an address with more than `requests` refused requests in `interval_sec` seconds is refused for `duration_sec` seconds (null: throttle only)."
+  type = object({
+    requests     = number
+    interval_sec = number
+    duration_sec = number
+  })
+  default = null
+}
+
+variable "edge_trusted_ip_ranges" {
+  description = "CIDR ranges let through the edge without the per-address limit: known addresses that many people share (the hotline's call centre, a vaccination point's office)."
+  type        = list(string)
+  default     = []
+}
+
+variable "login_node" {
+  description = "The national login node (its OIDC bridge): issuer, JWKS URL and our client id (null: patients cannot sign in yet). docs/identity.md."
+  type = object({
+    issuer    = string
+    jwks_url  = string
+    client_id = string
+  })
+  default = null
+  validation {
+    condition     = var.login_node == null || (startswith(try(var.login_node.issuer, ""), "https://") && startswith(try(var.login_node.jwks_url, ""), "https://"))
+    error_message = "The login node's issuer and JWKS URL are https:// URLs."
+  }
+}
+
+variable "identity_authorized_domains" {
+  description = "Domains the web apps sign in from (Identity Platform authorized domains)."
+  type        = list(string)
+  default     = []
+}

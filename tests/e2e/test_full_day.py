@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -33,7 +34,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from common import clock
+from emulator.certs import Pki
 from emulator.processes import free_port
+from emulator.seed.demo import DEMO_PATIENTS, demo_patients, demo_phone
 from emulator.seed.users import DEMO_USERS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,8 +44,19 @@ WARSAW = ZoneInfo("Europe/Warsaw")
 PROJECT = "demo-full-day"
 
 
+def _p1_tls() -> ssl.SSLContext:
+    """The stack's P1 speaks mutual TLS only: our client certificate, its CA (.local/pki)."""
+    return Pki(ROOT / ".local" / "pki").client_context()
+
+
 def _request(
-    method: str, url: str, *, token: str | None = None, body: Any = None, key: str | None = None
+    method: str,
+    url: str,
+    *,
+    token: str | None = None,
+    body: Any = None,
+    key: str | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[int, Any]:
     headers = {"Content-Type": "application/json"}
     if token:
@@ -52,7 +66,7 @@ def _request(
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with urllib.request.urlopen(request, timeout=60, context=tls) as response:
             raw = response.read()
             return response.status, json.loads(raw) if raw else None
     except urllib.error.HTTPError as err:
@@ -73,8 +87,10 @@ def _eventually(check: Callable[[], Any], what: str, timeout_s: float = 90) -> A
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     ports = {
-        n: free_port() for n in ("firestore", "pubsub", "tasks", "gateway", "p1", "sds", "sms")
+        n: free_port()
+        for n in ("firestore", "pubsub", "tasks", "gateway", "p1", "sds", "sms", "auth")
     }
+    ports["login-node"] = free_port()
     env = {k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST")}
     env.pop("GOOGLE_CLOUD_PROJECT", None)
     # The stack's clock starts where the suite's is, and this test moves it.
@@ -111,12 +127,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         process.kill()
         pytest.fail("the stack did not come up:\n" + "".join(lines[-40:]))
     base = f"http://127.0.0.1:{ports['gateway']}"
-    _, tokens = _request("GET", f"{base}/dev/tokens")
+    tokens = _signed_in(ports)
     try:
         yield {
             "base": base,
             "ports": ports,
-            "tokens": {u: t["token"] for u, t in tokens.items()},
+            "tokens": tokens,
             "clock": stack_clock,
         }
     finally:
@@ -125,6 +141,24 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+
+
+def _signed_in(ports: dict[str, int]) -> dict[str, str]:
+    """Every demo user's ID token, signed in as they do: patients through the login node,
+    staff, agents and admins with their password; the Auth emulator issues them all."""
+    from emulator.seed.users import DEMO_PASSWORD, DEMO_USERS
+    from emulator.sign_in import sign_in_patient, sign_in_with_password
+    from emulator.stack import LOGIN_NODE_CLIENT_ID
+
+    auth, node = f"127.0.0.1:{ports['auth']}", f"http://127.0.0.1:{ports['login-node']}"
+    tokens = {}
+    for user in DEMO_USERS:
+        if user.email is None:
+            answer = sign_in_patient(auth, node, LOGIN_NODE_CLIENT_ID, user.uid)
+        else:
+            answer = sign_in_with_password(auth, user.email, DEMO_PASSWORD)
+        tokens[user.uid] = answer["idToken"]
+    return tokens
 
 
 def _sms_to(stack: dict[str, Any], phone: str) -> list[dict[str, Any]]:
@@ -157,8 +191,8 @@ def test_a_full_day(stack: dict[str, Any]) -> None:
     )
     assert status == 200, found
     referral_ids = {r["referral_id"] for r in found["referrals"]}
-    p1 = f"http://127.0.0.1:{stack['ports']['p1']}/p1/v1"
-    _, feed = _request("GET", f"{p1}/referrals?limit=1000", token="local-p1-token")
+    p1 = f"https://127.0.0.1:{stack['ports']['p1']}/p1/v1"
+    _, feed = _request("GET", f"{p1}/referrals?limit=1000", tls=_p1_tls())
     assert referral_ids & {r["referral_id"] for r in feed["referrals"]}, "no referral from P1"
 
     # 2. Staff publish tomorrow's visit hour; Ewa books it through the API.
@@ -238,7 +272,7 @@ def test_a_full_day(stack: dict[str, Any]) -> None:
     assert status == 200, body
     records = _eventually(
         lambda: _request(
-            "POST", f"{p1}/vaccinations:query", token="local-p1-token", body={"pesel": ewa.pesel}
+            "POST", f"{p1}/vaccinations:query", tls=_p1_tls(), body={"pesel": ewa.pesel}
         )[1]["vaccinations"],
         "the vaccination record in P1",
     )
@@ -275,9 +309,10 @@ def test_a_full_day(stack: dict[str, Any]) -> None:
     capacity = sum(s["capacity"] for s in _slots(calendar) if s["product"] == sds_product)
     assert capacity == 5, "the delivery's 5 doses are the week's bookable seats"
 
-    # 6. Jan books by SMS: PESEL and postcode, an offer, TAK.
+    # 6. Jan books by SMS from his own phone (the one in his P1 profile): PESEL and postcode,
+    # an offer, TAK.
     sms = f"http://127.0.0.1:{stack['ports']['sms']}/sms/v1"
-    jan_phone = "+48600777111"
+    jan_phone = demo_phone(demo_patients(DEMO_PATIENTS).index(jan.pesel))
     _request(
         "POST",
         f"{sms}/inbound",

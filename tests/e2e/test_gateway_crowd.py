@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 from common.domain.pesel import make_pesel
-from emulator.identities import mint_id_token
 from emulator.processes import ManagedProcess, free_port, http_ok
+from tests.support.identity import id_token
 from tests.support.stack import add_point, firestore_client
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,9 +158,8 @@ def test_a_crowd_of_5000_connections_is_accepted_and_every_one_answered(
 ):
     _allow_open_files(CROWD + 1000)
     port = served_gateway.port
-    token = mint_id_token(
-        project, "crowd-patient", role="patient", pesel=make_pesel(date(1980, 5, 17), "F", 1)
-    )
+    pesel = make_pesel(date(1980, 5, 17), "F", 1)
+    token = id_token(project, "crowd-patient", {"role": "patient", "pesel": pesel})
     point = _request("/v1/points/pt-00001", token)
     single, _ = _run_apart(_crowd(port, [point]))
     assert single == Counter({"answered:200": 1}), single  # the point is there, the token works

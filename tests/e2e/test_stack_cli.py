@@ -15,6 +15,8 @@ import urllib.request
 from pathlib import Path
 
 from emulator.processes import free_port, port_is_free
+from emulator.sign_in import sign_in_patient
+from emulator.stack import LOGIN_NODE_CLIENT_ID
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,12 +32,14 @@ def _stack_argv(ports: dict[str, int], *extra: str) -> list[str]:
         "--p1-port", str(ports["p1"]),
         "--sds-port", str(ports["sds"]),
         "--sms-port", str(ports["sms"]),
+        "--auth-port", str(ports["auth"]),
+        "--login-node-port", str(ports["login_node"]),
         *extra,
     ]  # fmt: skip
 
 
 def _ports() -> dict[str, int]:
-    names = ("firestore", "pubsub", "tasks", "gateway", "p1", "sds", "sms")
+    names = ("firestore", "pubsub", "tasks", "gateway", "p1", "sds", "sms", "auth", "login_node")
     return {name: free_port() for name in names}
 
 
@@ -131,10 +135,16 @@ def test_run_command_brings_everything_up_and_ctrl_c_leaves_nothing(tmp_path: Pa
         assert f"127.0.0.1:{ports['p1']}" in text and f"127.0.0.1:{ports['sms']}" in text
         # The demo referrals came in through P1 and the first sync_p1_referrals run.
         assert re.search(r"P1: \d+ referrals issued, [1-9]\d* synced", text), text
-        tokens = json.loads(urllib.request.urlopen(f"{base}/dev/tokens", timeout=10).read())
+        # Antoni signs in as patients do: the login node, the Auth emulator, the blocking function.
+        signed_in = sign_in_patient(
+            f"127.0.0.1:{ports['auth']}",
+            f"http://127.0.0.1:{ports['login_node']}",
+            LOGIN_NODE_CLIENT_ID,
+            "patient-anna",
+        )
         request = urllib.request.Request(
             f"{base}/v1/slots?postcode=31-001&product=comirnaty&radius_km=300",
-            headers={"Authorization": f"Bearer {tokens['patient-anna']['token']}"},
+            headers={"Authorization": f"Bearer {signed_in['idToken']}"},
         )
         result = json.loads(urllib.request.urlopen(request, timeout=30).read())
         assert result["items"], "the demo data should offer slots near Kraków"

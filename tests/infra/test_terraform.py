@@ -49,6 +49,7 @@ TRIGGER_SIGNATURE = {
     "scheduled": "http",
     "tasks": "http",
     "pubsub_push": "cloud_event",
+    "identity_blocking": "http",
 }
 EXPECTED_MODULES = {
     "project_services",
@@ -61,6 +62,8 @@ EXPECTED_MODULES = {
     "tasks",
     "scheduler",
     "api_gateway",
+    "edge",
+    "identity",
     "web_bucket",
     "monitoring",
 }
@@ -274,7 +277,8 @@ def test_every_declared_trigger_has_an_invoker_and_an_ingress():
     ingress = re.search(r"ingress = \{(.*?)\}\[var.trigger\]", function, re.DOTALL).group(1)
     assert set(re.findall(r"^\s*(\w+)\s*=", ingress, re.MULTILINE)) == triggers
     assert dict(re.findall(r'^\s*(\w+)\s*=\s*"(\w+)"', ingress, re.MULTILINE)) == {
-        t: "ALLOW_ALL" if t == "http" else "ALLOW_INTERNAL_ONLY" for t in triggers
+        t: "ALLOW_ALL" if t in ("http", "identity_blocking") else "ALLOW_INTERNAL_ONLY"
+        for t in triggers
     }
     variables = (MODULES / "function" / "variables.tf").read_text(encoding="utf-8")
     accepted = re.search(r'variable "trigger" \{.*?contains\(\[(.*?)\]', variables, re.DOTALL)
@@ -381,13 +385,41 @@ def test_ordered_fields_of_the_code_are_indexed():
     assert names_used_by_code()["order_by"] - {"__name__"} <= ordered
 
 
-@pytest.mark.parametrize(
-    ("collection", "module"),
-    [
-        ("idempotency_keys", "common/services/idempotency.py"),
-        ("integration_log", "common/services/integration_log.py"),
-    ],
-)
+# Who writes each TTL field (docs/retention.md says how long and why).
+TTL_WRITERS = {
+    "idempotency_keys": "common/services/idempotency.py",
+    "integration_log": "common/services/integration_log.py",
+    "quota_counters": "common/services/quotas.py",
+    "queue_entries": "common/services/waiting_room.py",
+    "holds": "common/services/holds.py",
+    "seat_reservations": "common/services/reservations.py",
+    "sms_dialogs": "common/services/sms_dialog.py",
+    "sms_inbound": "common/services/sms_dialog.py",
+    "notifications": "common/services/notifications.py",
+    "phone_codes": "common/services/contacts.py",
+    "phone_limits": "common/services/phone_limits.py",
+    "callbacks": "common/services/callbacks.py",
+    "p1_reports": "common/services/p1_reporting.py",
+    "availability_deltas": "common/services/availability.py",
+    "audit_log": "common/services/audit.py",
+    "impact_jobs": "common/services/impact.py",
+    "impact_cases": "common/services/impact.py",
+    "used_assertions": "common/services/sign_in.py",
+}
+
+
+def test_every_ttl_policy_names_the_code_that_writes_its_field_and_is_documented():
+    policies = set(_firestore_call()["ttl_fields"])
+    assert policies == set(TTL_WRITERS), {
+        "TTL policies nobody checks": sorted(policies - set(TTL_WRITERS)),
+        "writers without a TTL policy": sorted(set(TTL_WRITERS) - policies),
+    }
+    retention = (ROOT / "docs" / "retention.md").read_text(encoding="utf-8")
+    for collection in policies:
+        assert f"`{collection}`" in retention, f"docs/retention.md does not list {collection}"
+
+
+@pytest.mark.parametrize(("collection", "module"), sorted(TTL_WRITERS.items()))
 def test_ttl_fields_are_written_by_the_code(collection: str, module: str):
     field = unquote(_firestore_call()["ttl_fields"][collection])
     assert f'"{field}"' in (ROOT / module).read_text(encoding="utf-8")
@@ -489,6 +521,87 @@ def test_openapi_render_gives_a_backend_to_every_operation(tmp_path: Path):
     assert issuer == "https://securetoken.google.com/demo-project"
 
 
+# -- the public edge: per-client-address rate limit in front of the gateway --------------------
+def _edge(rtype: str) -> dict[str, dict]:
+    return {n: b for _, t, n, b in _module_resources("edge") if t == rtype}
+
+
+def _ref(rtype: str, name: str, attribute: str = "id") -> str:
+    return f"${{{rtype}.{name}.{attribute}}}"
+
+
+def test_the_edge_throttles_each_client_ip_on_the_backend_that_fronts_the_api_gateway():
+    """Issue 12: the public edge's Cloud Armor policy limits every client IP address, and it is
+    the policy of the backend that the HTTPS entry point sends to, which is the API Gateway."""
+    # The stack points the edge at the gateway it deploys, in the gateway's region.
+    calls = blocks(STACK / "main.tf", "module")
+    assert calls["edge"]["gateway_id"] == "${module.api_gateway.gateway_id}"
+    assert calls["edge"]["gateway_region"] == calls["api_gateway"]["gateway_region"]
+    # A serverless NEG whose deployment is that gateway...
+    ((neg_name, neg),) = _edge("google_compute_region_network_endpoint_group").items()
+    assert unquote(neg["network_endpoint_type"]) == "SERVERLESS"
+    deployment = neg["serverless_deployment"][0]
+    assert unquote(deployment["platform"]) == "apigateway.googleapis.com"
+    assert deployment["resource"] == "${var.gateway_id}"
+    assert neg["region"] == "${var.gateway_region}"
+    # ... is the one group of the backend that carries the policy ...
+    ((policy_name, policy),) = _edge("google_compute_security_policy").items()
+    neg_ref = _ref("google_compute_region_network_endpoint_group", neg_name)
+    fronting = {
+        n: b
+        for n, b in _edge("google_compute_backend_service").items()
+        if [g["group"] for g in b["backend"]] == [neg_ref]
+    }
+    assert len(fronting) == 1, fronting
+    ((backend_name, backend),) = fronting.items()
+    assert unquote(backend["load_balancing_scheme"]) == "EXTERNAL_MANAGED"
+    assert backend["security_policy"] in {
+        _ref("google_compute_security_policy", policy_name, a) for a in ("id", "self_link")
+    }
+    # ... to which the HTTPS entry point sends every request (port 80 only redirects).
+    rules = _edge("google_compute_global_forwarding_rule")
+    proxies = _edge("google_compute_target_https_proxy")
+    maps = _edge("google_compute_url_map")
+    https = [r for r in rules.values() if unquote(r["port_range"]) == "443"]
+    assert len(https) == 1 and unquote(https[0]["load_balancing_scheme"]) == "EXTERNAL_MANAGED"
+    proxy = proxies[https[0]["target"].split(".")[1]]
+    url_map = maps[proxy["url_map"].split(".")[1]]
+    assert url_map["default_service"] == _ref("google_compute_backend_service", backend_name)
+    assert not {k for k in url_map if k in ("host_rule", "path_matcher")}
+    (http,) = [r for r in rules.values() if unquote(r["port_range"]) == "80"]
+    http_proxy = _edge("google_compute_target_http_proxy")[http["target"].split(".")[1]]
+    redirect = maps[http_proxy["url_map"].split(".")[1]]
+    assert "default_service" not in redirect
+    assert redirect["default_url_redirect"][0]["https_redirect"] is True
+    # The rate rule: every address ("*"), keyed on the client IP, 429 past the threshold.
+    rate_rules = [r for r in policy["rule"] if "rate_limit_options" in r]
+    assert len(rate_rules) == 1
+    (rule,) = rate_rules
+    # throttle; with ip_ban a rate_based_ban, which throttles the same way below its ban
+    assert rule["action"] in ('"throttle"', '${local.banning ? "rate_based_ban" : "throttle"}')
+    assert unquote(rule["match"][0]["versioned_expr"]) == "SRC_IPS_V1"
+    assert [unquote(r) for r in rule["match"][0]["config"][0]["src_ip_ranges"]] == ["*"]
+    options = rule["rate_limit_options"][0]
+    assert unquote(options["enforce_on_key"]) == "IP"
+    assert unquote(options["conform_action"]) == "allow"
+    assert unquote(options["exceed_action"]) == "deny(429)"
+    threshold = options["rate_limit_threshold"][0]
+    assert threshold["count"] == "${var.rate_limit.requests}"
+    assert threshold["interval_sec"] == "${var.rate_limit.interval_sec}"
+    # A conforming request is let through by the rate rule: a rule that refuses comes first.
+    rate_priority = max(int(p) for p in re.findall(r"\d+", str(rule["priority"])))
+    for other in policy["rule"]:
+        if other is not rule and unquote(other["action"]).startswith("deny"):
+            assert int(other["priority"]) < rate_priority, other
+    # Defaults: 300 requests a minute per address, everywhere; no ban unless asked.
+    edge_variables = blocks(MODULES / "edge" / "variables.tf", "variable")
+    stack_variables = blocks(STACK / "variables.tf", "variable")
+    assert edge_variables["rate_limit"]["default"] == {"requests": 300, "interval_sec": 60}
+    assert stack_variables["edge_rate_limit"]["default"] == edge_variables["rate_limit"]["default"]
+    assert edge_variables["ip_ban"]["default"] is None
+    assert calls["edge"]["rate_limit"] == "${var.edge_rate_limit}"
+
+
 # -- packaging ------------------------------------------------------------------------------
 def _packager():
     sys.path.insert(0, str(TERRAFORM / "scripts"))
@@ -530,3 +643,61 @@ def test_enqueuers_are_told_where_their_tasks_go() -> None:
             '${module.project_services.project_number}.${var.region}.run.app"'
         )
         assert url in stack, name
+
+
+# -- identity: fail closed (docs/identity.md) ----------------------------------------------------
+def test_no_function_can_be_given_emulator_mode_or_an_emulator_host():
+    """LOCAL_STACK=1 and *_EMULATOR_HOST (with the Auth emulator's, firebase-admin accepts
+    unsigned tokens) are the local stack's alone: the declarations refuse them, an
+    environment's overrides cannot set variables at all, and the function module refuses them."""
+    from pydantic import ValidationError
+
+    from common.declarations import Function
+
+    for name in ("LOCAL_STACK", "FIREBASE_AUTH_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST"):
+        with pytest.raises(ValidationError):
+            Function(trigger="http", env={name: "1"})
+    for name, function in load_declarations().functions.items():
+        assert not any(k == "LOCAL_STACK" or k.endswith("_EMULATOR_HOST") for k in function.env)
+    overrides = (STACK / "variables.tf").read_text(encoding="utf-8")
+    allowed = re.search(r'variable "function_overrides".*?contains\(\[(.*?)\]', overrides, re.S)
+    assert "env" not in re.findall(r'"(\w+)"', allowed.group(1))
+    module = (MODULES / "function" / "variables.tf").read_text(encoding="utf-8")
+    block = re.search(r'variable "environment" \{.*?\n\}', module, re.S).group(0)
+    assert '"LOCAL_STACK"' in block and '"_EMULATOR_HOST"' in block
+    stack = (STACK / "main.tf").read_text(encoding="utf-8")
+    assert "LOCAL_STACK" not in stack and "EMULATOR_HOST" not in stack
+
+
+def test_only_the_blocking_function_is_invokable_by_all_users():
+    module = (MODULES / "function" / "main.tf").read_text(encoding="utf-8")
+    assert 'each.value != "allUsers" || var.trigger == "identity_blocking"' in module
+    stack = (STACK / "main.tf").read_text(encoding="utf-8")
+    callers = re.search(r"caller_of_trigger = \{(.*?)\n  \}", stack, re.DOTALL).group(1)
+    public = [
+        t for t, c in re.findall(r'^\s*(\w+)\s*=\s*"(\w+)"', callers, re.M) if c == "allUsers"
+    ]
+    assert public == ["identity_blocking"]
+    blocking = [
+        n for n, f in load_declarations().functions.items() if f.trigger == "identity_blocking"
+    ]
+    assert blocking == ["authorize_sign_in"]
+
+
+def test_identity_platform_is_configured_by_terraform():
+    identity = (MODULES / "identity" / "main.tf").read_text(encoding="utf-8")
+    for needed in (
+        "google_identity_platform_config",
+        "google_identity_platform_oauth_idp_config",
+        'event_type   = "beforeCreate"',
+        'event_type   = "beforeSignIn"',
+        "id_token = true",
+        "totp_provider_config",
+    ):
+        assert needed in identity, needed
+    role = re.search(r"permissions = \[(.*?)\]", identity, re.S).group(1)
+    assert set(re.findall(r'"([\w.]+)"', role)) <= {
+        "firebaseauth.users.create",
+        "firebaseauth.users.get",
+        "firebaseauth.users.update",
+    }

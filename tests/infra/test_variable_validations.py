@@ -60,6 +60,8 @@ LEFT_OUT = {"resource", "data", "terraform", "provider", "moved", "import", "rem
 # Output placeholders (Terraform expressions over the module's own variables), for outputs
 # that reach a validated variable; any other output of a module with resources is unknown.
 PLACEHOLDERS = {
+    # The edge's serverless NEG points at the gateway by its id.
+    "api_gateway": {"gateway_id": '"${var.api_id}-gw"'},
     "function": {
         "uri": '"https://${replace(var.name, "_", "-")}-placeholder-lm.a.run.app"',
         "service": 'replace(var.name, "_", "-")',

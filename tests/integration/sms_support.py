@@ -162,14 +162,18 @@ def _world(
     monkeypatch: pytest.MonkeyPatch,
     with_push: bool,
 ) -> Iterator[SmsWorld]:
-    sms = start_sms(webhook_url=f"{gateway_url}/_functions/receive_sms", webhook_secret=None)
+    # The provider signs every webhook call; the webhook refuses any other (issue 13).
+    sms = start_sms(
+        webhook_url=f"{gateway_url}/_functions/receive_sms", webhook_secret=WEBHOOK_SECRET
+    )
     state = sms.app.extensions["sms"]
     state.config = state.config.model_copy(update={"backoff_s": 0.2})
     monkeypatch.setenv("SMS_BASE_URL", sms.base_url)
     monkeypatch.setenv("SMS_TOKEN", DEFAULT_TOKEN)
     monkeypatch.setenv("CLOUD_TASKS_EMULATOR_HOST", tasks_emulator.address)
     monkeypatch.setenv("FUNCTIONS_BASE_URL", f"{gateway_url}/_functions")
-    monkeypatch.delenv("SMS_WEBHOOK_SECRET", raising=False)
+    monkeypatch.setenv("SMS_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    monkeypatch.delenv("P1_BASE_URL", raising=False)  # phones on file only, unless a test adds P1
     wiring.reset()
     provision_pubsub(project, f"{gateway_url}/_functions", notify_declarations(with_push))
     tasks = make_tasks_client(tasks_emulator.address)

@@ -15,12 +15,16 @@ admin. An agent's reason travels in the body (writes, the look-up) or in X-Acces
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import itertools
+import json
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
@@ -70,9 +74,30 @@ def _no_publisher() -> None:
     return None
 
 
+class _QuietSms:
+    """The SMS gateway for the matrix: accepts and keeps (one-time codes are read back)."""
+
+    sent: ClassVar[list[dict[str, str]]] = []
+
+    def send(self, to: str, text: str, client_message_id: str) -> str:
+        self.sent.append({"to": to, "text": text, "id": client_message_id})
+        return f"SMS-{len(self.sent)}"
+
+
+@functools.cache
+def _quiet_sms() -> _QuietSms:
+    return _QuietSms()
+
+
+WEBHOOK_SECRET = "matrix-webhook-secret"
+
+
 @pytest.fixture(autouse=True)
 def events_stay_in_outbox(project: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wiring, "publisher", _no_publisher)
+    monkeypatch.setattr(wiring, "sms_client", _quiet_sms)
+    monkeypatch.setenv("SMS_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    monkeypatch.delenv("P1_BASE_URL", raising=False)
     wiring.reset()
 
 
@@ -314,8 +339,199 @@ def _upsert_point(ctx: Ctx, role: str) -> Call:
     )
 
 
+def _create_account(ctx: Ctx, role: str) -> Call:
+    email = f"new-{uuid.uuid4().hex[:10]}@example.org"
+    body = {"email": email, "display_name": "Nowa osoba", "role": "staff", "point_id": POINT_X}
+    return Call("/v1/admin/accounts", body)
+
+
+def _update_account(ctx: Ctx, role: str) -> Call:
+    """An agent's account (in the Auth emulator, as the admin API makes one) re-roled."""
+    from common.adapters.identity_platform import IdentityPlatformAdmin
+
+    admin = IdentityPlatformAdmin(ctx.world.project)
+    record = admin.create_user(f"agent-{uuid.uuid4().hex[:10]}@example.org", "Konsultant")
+    admin.set_claims(record.uid, {"role": "agent"})
+    return Call(f"/v1/admin/accounts/{record.uid}", {"role": "staff", "point_id": POINT_Y})
+
+
+def _opening(ctx: Ctx) -> str:
+    """An opening whose waiting room is open now (its moment in ten minutes), for anyone."""
+    from common import clock
+    from common.services.waiting_room import OPENINGS
+
+    opening_id = f"op-{next(ctx.serials)}"
+    opens_at = clock.now() + timedelta(minutes=10)
+    ctx.world.db.collection(OPENINGS).document(opening_id).set(
+        {
+            "opening_id": opening_id,
+            "opens_at": opens_at.isoformat(),
+            "window_minutes": 30,
+            "turn_minutes": 10,
+            "queue_hours": 12,
+            "rates": [{"at": opens_at.isoformat(), "per_minute": 100}],
+        }
+    )
+    return opening_id
+
+
+def _publish_opening(ctx: Ctx, role: str) -> Call:
+    from common import clock
+
+    opens_at = (clock.now() + timedelta(days=2)).isoformat()
+    return Call(
+        f"/v1/openings/op-new-{next(ctx.serials)}",
+        {"opens_at": opens_at, "born_from": 1970, "born_to": 1979, "admit_per_minute": 50},
+    )
+
+
+def _join(ctx: Ctx, role: str) -> Call:
+    body: dict[str, Any] = {}
+    if role.startswith("agent") or role == "admin":
+        body = {"pesel": ctx.world.pesels[0]} | _reason(role)
+    return Call(f"/v1/openings/{_opening(ctx)}/queue", body)
+
+
+def _position(ctx: Ctx, role: str) -> Call:
+    """Patient A's ticket, asked about by each role."""
+    opening_id = _opening(ctx)
+    token = ctx.token("patient_a")
+    joined = ctx.world.api.call("POST", f"/v1/openings/{opening_id}/queue", token=token, body={})
+    assert joined.status_code == 200, joined.get_json()
+    ticket = joined.get_json()["ticket"]
+    return Call(f"/v1/openings/{opening_id}/queue", headers={"X-Queue-Ticket": ticket})
+
+
+def _held(ctx: Ctx, role: str) -> str:
+    """Patient A's hold for A; for everyone else a hold of someone not yet booked (made by an
+    admin for them), so that each case can confirm a fresh one."""
+    slot = sid(POINT_X, ctx.day, time(13, 0), "jcovden")
+    if role == "patient_a":
+        token, body = ctx.token("patient_a"), {"slot_id": slot}
+    else:
+        body = {"slot_id": slot, "pesel": ctx.fresh_patient(), "reason": REASON}
+        token = ctx.token("admin")
+    response = ctx.world.api.call("POST", "/v1/holds", token=token, body=body, key=uuid.uuid4().hex)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["hold"]["hold_id"]
+
+
+def _hold_op(suffix: str) -> Build:
+    def build(ctx: Ctx, role: str) -> Call:
+        path = f"/v1/holds/{_held(ctx, role)}{suffix}"
+        if not suffix:  # a read: the reason travels in a header
+            headers = {"X-Access-Reason": REASON} if role in WITH_REASON else None
+            return Call(path, headers=headers)
+        return Call(path, _reason(role))
+
+    return build
+
+
+_HOLDERS = {"patient_b": 404, "guardian": 404, "agent_no_reason": 400}
+
+_QUOTAS = {
+    "version": "test",
+    "limits": {"search": [{"seconds": 60, "max": 100}]},
+}
+
+
+def _phone_code(ctx: Ctx, role: str) -> Call:
+    return Call("/v1/me/phone", {"phone": f"+486005{next(ctx.serials):05d}"})
+
+
+def _verify_phone(ctx: Ctx, role: str) -> Call:
+    """Patient A has asked for a code (and got it by SMS); the others have none waiting."""
+    if role != "patient_a":
+        return Call("/v1/me/phone/verify", {"code": "000000"})
+    phone = f"+486005{next(ctx.serials):05d}"
+    asked = ctx.world.api.call(
+        "POST", "/v1/me/phone", token=ctx.token("patient_a"), body={"phone": phone},
+        key=uuid.uuid4().hex,
+    )  # fmt: skip
+    assert asked.status_code == 202, asked.get_json()
+    text = next(m["text"] for m in reversed(_QuietSms.sent) if m["to"] == phone)
+    return Call("/v1/me/phone/verify", {"code": re.search(r"(\d{6})", text).group(1)})
+
+
+def _set_phone(ctx: Ctx, role: str) -> Call:
+    body = {"pesel": ctx.world.pesels[0], "phone": "+48600555444"}
+    return Call("/v1/patients/phone", body | _reason(role))
+
+
+def _sms_body(ctx: Ctx) -> dict[str, Any]:
+    return {
+        "message_id": uuid.uuid4().hex,
+        "from": "+48600555333",
+        "text": f"{ctx.world.pesels[0]} 31-001",
+        "received_at": "2026-12-01T10:00:00+00:00",
+    }
+
+
+def _unsigned_sms(ctx: Ctx, role: str) -> Call:
+    """Whatever the caller's token: without the provider's signature, nothing gets in."""
+    return Call("/v1/sms/inbound", _sms_body(ctx))
+
+
+def _signed_sms(ctx: Ctx, role: str) -> Call:
+    """The provider's signed call: no ID token needed (the signature is the credential)."""
+    body = _sms_body(ctx)
+    raw = json.dumps(body).encode()  # as Api.call sends it
+    digest = hmac.new(WEBHOOK_SECRET.encode(), raw, hashlib.sha256).hexdigest()
+    return Call("/v1/sms/inbound", body, headers={"X-Sms-Signature": f"sha256={digest}"})
+
+
 _PATIENT_OWN = {"patient_a": 200, "patient_b": 404, "guardian": 404}
 _PEOPLE_WHO_ACT = {"staff_x": 200, "staff_y": 403, "agent_reason": 200, "agent_no_reason": 400}
+
+
+def _impact_change(ctx: Ctx, role: str) -> Call:
+    """A dry run of cutting a slot of X (admins only; it changes nothing but its own job)."""
+    change = {"kind": "capacity", "point_id": POINT_X, "slot_id": ctx.new_slot()}
+    return Call("/v1/admin/impact", {"change": change | {"change": {"capacity": 1}}})
+
+
+def _impact_job(ctx: Ctx) -> str:
+    """A dry run asked for by the admin (queued: nothing runs it here)."""
+    response = ctx.world.api.call(
+        "POST", "/v1/admin/impact", token=ctx.token("admin"),
+        body=_impact_change(ctx, "admin").body, key=uuid.uuid4().hex,
+    )  # fmt: skip
+    assert response.status_code == 202, response.get_json()
+    return response.get_json()["job"]["job_id"]
+
+
+def _reservation_body(ctx: Ctx) -> dict[str, Any]:
+    from common import clock
+
+    until = (clock.now() + timedelta(hours=1)).isoformat()
+    return {"percent": 5, "born_to": 1950, "until": until, "date_from": ctx.day.isoformat()}
+
+
+def _reservation_of_x(ctx: Ctx, role: str) -> str:
+    """A reservation at X (made by an admin): a fresh one for those who may cancel it, one
+    shared by the roles refused (a point holds at most eight in force)."""
+    shared = getattr(ctx, "shared_reservation", None)
+    if role not in ("staff_x", "admin") and shared is not None:
+        return shared
+    made = ctx.world.api.call(
+        "POST", f"/v1/points/{POINT_X}/reservations", token=ctx.token("admin"),
+        body=_reservation_body(ctx), key=uuid.uuid4().hex,
+    )  # fmt: skip
+    assert made.status_code == 201, made.get_json()
+    reservation_id = made.get_json()["reservation"]["reservation_id"]
+    if role not in ("staff_x", "admin"):
+        ctx.shared_reservation = reservation_id  # type: ignore[attr-defined]
+    return reservation_id
+
+
+def _cancel_reservation(ctx: Ctx, role: str) -> Call:
+    path = f"/v1/points/{POINT_X}/reservations/{_reservation_of_x(ctx, role)}/cancel"
+    return Call(path, {})
+
+
+def _reserve_voivodeship(ctx: Ctx, role: str) -> Call:
+    return Call("/v1/admin/reservations", {"voivodeship": "małopolskie"} | _reservation_body(ctx))
+
 
 MATRIX: dict[str, Row] = {
     "searchSlots": Row(
@@ -363,7 +579,15 @@ MATRIX: dict[str, Row] = {
         _today_visit("/check-in", lambda c, r: {"pesel": c.world.pesels[0]}), 200
     ),
     "completeVisit": _staff_row(
-        _today_visit("/complete", lambda c, r: {"product": "jcovden", "lot_number": "LOT-1"}),
+        # Not checked in: the override and its reason (a check-in first is test_visits' case).
+        _today_visit(
+            "/complete",
+            lambda c, r: {
+                "product": "jcovden",
+                "lot_number": "LOT-1",
+                "check_in_override_reason": "no identity document at hand",
+            },
+        ),
         200,
     ),
     "markNoShow": _staff_row(_past_visit, 200),
@@ -380,6 +604,16 @@ MATRIX: dict[str, Row] = {
     ),
     "recordWalkIn": _staff_row(_walk_in, 201),
     "lookupPatient": Row(_lookup, _statuses(403, agent_reason=200, agent_no_reason=400, admin=200)),
+    "listMyEligibleProducts": Row(
+        lambda c, r: Call("/v1/me/eligible-products"),
+        _statuses(403, patient_a=200, patient_b=200, guardian=200),
+    ),
+    "listEligibleProductsForPatient": Row(
+        lambda c, r: Call(
+            "/v1/patients/eligible-products", {"pesel": c.world.pesels[0]} | _reason(r)
+        ),
+        _statuses(403, agent_reason=200, agent_no_reason=400, admin=200),
+    ),
     "requestCallback": Row(
         _request_callback,
         _statuses(403, patient_a=201, agent_reason=201, agent_no_reason=201, admin=201),
@@ -392,7 +626,87 @@ MATRIX: dict[str, Row] = {
         _close_callback, _statuses(403, agent_reason=200, agent_no_reason=200, admin=200)
     ),
     "upsertPoint": Row(_upsert_point, _statuses(403, admin=200)),
+    "requestPhoneCode": Row(
+        _phone_code, _statuses(403, patient_a=202, patient_b=202, guardian=202)
+    ),
+    "verifyPhoneCode": Row(
+        _verify_phone, _statuses(403, patient_a=200, patient_b=409, guardian=409)
+    ),
+    "setPatientPhone": Row(
+        _set_phone, _statuses(403, agent_reason=200, agent_no_reason=400, admin=200)
+    ),
+    "receiveSms": Row(
+        _unsigned_sms,
+        {role: 401 for role in ROLES},
+        extra=(("anonymous", _signed_sms, 200),),
+    ),
+    "createAccount": Row(_create_account, _statuses(403, admin=201)),
+    "updateAccount": Row(_update_account, _statuses(403, admin=200)),
+    "listOpenings": Row(lambda c, r: Call("/v1/openings"), _statuses(200)),
+    "publishOpening": Row(_publish_opening, _statuses(403, admin=201)),
+    "setOpeningRate": Row(
+        lambda c, r: Call(f"/v1/openings/{_opening(c)}/rate", {"admit_per_minute": 200}),
+        _statuses(403, admin=200),
+    ),
+    "joinQueue": Row(
+        _join,
+        _statuses(
+            403,
+            patient_a=200,
+            patient_b=200,
+            guardian=200,
+            agent_reason=200,
+            agent_no_reason=400,
+        ),
+    ),
+    "getQueuePosition": Row(
+        _position,
+        # Another patient holding A's ticket learns nothing; an agent holds the caller's.
+        _statuses(403, patient_a=200, agent_reason=200, agent_no_reason=200),
+    ),
+    "holdSeries": Row(
+        _book, _statuses(201, patient_b=403, guardian=403, staff_y=403, agent_no_reason=400)
+    ),
+    "getHold": Row(
+        _hold_op(""),
+        _statuses(
+            403,
+            patient_a=200,
+            patient_b=404,
+            guardian=404,
+            agent_reason=200,
+            agent_no_reason=400,
+            admin=200,
+        ),
+    ),
+    "bookHold": Row(
+        _hold_op("/book"),
+        _statuses(403, patient_a=201, agent_reason=201, admin=201, **_HOLDERS),
+    ),
+    "releaseHold": Row(
+        _hold_op("/release"),
+        _statuses(403, patient_a=200, agent_reason=200, admin=200, **_HOLDERS),
+    ),
+    "getQuotas": Row(lambda c, r: Call("/v1/admin/quotas"), _statuses(403, admin=200)),
+    "setQuotas": Row(lambda c, r: Call("/v1/admin/quotas", _QUOTAS), _statuses(403, admin=200)),
     "getPoint": Row(lambda c, r: Call(f"/v1/points/{POINT_X}"), _statuses(200)),
+    "listReservations": _staff_row(lambda c, r: Call(f"/v1/points/{POINT_X}/reservations"), 200),
+    "createReservation": _staff_row(
+        lambda c, r: Call(f"/v1/points/{POINT_X}/reservations", _reservation_body(c)), 201
+    ),
+    "cancelReservation": _staff_row(_cancel_reservation, 200),
+    "reserveVoivodeship": Row(_reserve_voivodeship, _statuses(403, admin=201)),
+    "getExpectedWait": Row(
+        lambda c, r: Call("/v1/admin/expected-wait", query={"county": "Kraków"}),
+        _statuses(403, admin=200),
+    ),
+    "createImpactJob": Row(_impact_change, _statuses(403, admin=202)),
+    "getImpactJob": Row(
+        lambda c, r: Call(f"/v1/admin/impact/{_impact_job(c)}"), _statuses(403, admin=200)
+    ),
+    "listImpactCases": Row(
+        lambda c, r: Call(f"/v1/admin/impact/{_impact_job(c)}/cases"), _statuses(403, admin=200)
+    ),
 }
 
 
@@ -424,6 +738,9 @@ def _world(project: str) -> Ctx:
     )
     born = date(today_warsaw().year - 10, 2, 2)
     child = add_child(world.db, world.pesels[2], born=born)
+    # Who may call what is the question here, not how often: quotas out of the way.
+    generous = {"version": "matrix", "limits": {}}
+    world.db.collection("settings").document("quotas").set({"policy": generous})
     return Ctx(world, child)
 
 

@@ -27,6 +27,7 @@ from google.cloud import firestore
 from common import structured_log
 from common.domain.pesel import make_pesel
 from emulator.identities import mint_id_token
+from tests.support.identity import claims_of, id_token
 from tests.support.stack import Api, add_patient, add_point, firestore_client, today_warsaw
 
 # What a leak looks like: a traceback, or an internal path of ours.
@@ -227,9 +228,21 @@ def _authed(token: Callable[[Ctx], str | None], status: int, code: str, **header
 
 
 def _mint(c: Ctx, **kwargs: Any) -> str:
+    """A token the Auth emulator issues (to this or another project), with these claims."""
     kwargs.setdefault("role", "patient")
     kwargs.setdefault("pesel", c.pesel)
-    return mint_id_token(kwargs.pop("project", c.project), "u-bad", **kwargs)
+    project = kwargs.pop("project", c.project)
+    if "lifetime_s" in kwargs or "extra_claims" in kwargs:
+        # A broken expiry no issuer hands out: forged (unsigned, as the emulator's tokens are),
+        # to show it is checked even where the signature is not (emulator mode).
+        return mint_id_token(project, "u-bad", **kwargs)
+    return id_token(project, "u-bad", claims_of(kwargs.pop("role"), **kwargs))
+
+
+def _forged_expired(c: Ctx) -> str:
+    # No issuer hands out an expired token: this one is forged (unsigned, as the emulator's
+    # are), to show the expiry is checked even where the signature is not (emulator mode).
+    return mint_id_token(c.project, "u-bad", role="patient", pesel=c.pesel, lifetime_s=-60)
 
 
 CASES: dict[str, Case] = {
@@ -405,7 +418,7 @@ CASES: dict[str, Case] = {
     ),
     "garbage_token": _authed(lambda c: "garbage", 401, "unauthenticated"),
     "three_dots_token": _authed(lambda c: "a.b.c", 401, "unauthenticated"),
-    "expired_token": _authed(lambda c: _mint(c, lifetime_s=-60), 401, "unauthenticated"),
+    "expired_token": _authed(_forged_expired, 401, "unauthenticated"),
     "token_of_another_project": _authed(
         lambda c: _mint(c, project="someone-else"), 401, "unauthenticated"
     ),
@@ -414,16 +427,14 @@ CASES: dict[str, Case] = {
     ),
     "unknown_role": _authed(lambda c: _mint(c, role="root"), 403, "forbidden"),
     # The token itself is at fault (no valid PESEL claim): sign in again, 401.
-    "patient_token_without_pesel": _authed(
-        lambda c: mint_id_token(c.project, "u", role="patient"), 401, "unauthenticated"
-    ),
+    "patient_token_without_pesel": _authed(lambda c: _mint(c, pesel=None), 401, "unauthenticated"),
     "patient_token_with_invalid_pesel": _authed(
-        lambda c: mint_id_token(c.project, "u", role="patient", pesel="44051401358"),
+        lambda c: _mint(c, pesel="44051401358"),
         401,
         "unauthenticated",
     ),
     "staff_token_without_point": _authed(
-        lambda c: mint_id_token(c.project, "u", role="staff"), 403, "forbidden"
+        lambda c: _mint(c, role="staff", pesel=None), 403, "forbidden"
     ),
     "agent_lists_my_appointments": Case(
         "GET", lambda c: "/v1/me/appointments", lambda c: {"token": c.agent}, 403, "forbidden"

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from google.cloud import firestore
 
-from common import wiring
+from common import clock, wiring
 from common.adapters.firestore_metering import DocumentCounts, DocumentMeter
 from common.adapters.firestore_store import (
     ACTIVE_DOSES,
@@ -532,8 +532,15 @@ def ok_one(response: Any) -> dict[str, Any]:
 
 def _measure(meter: DocumentMeter, action: Callable[[], Any]) -> DocumentCounts:
     # Each operation as the first of its instance at that point: the calendar read included
-    # (later ones within a second take it from the instance's cache).
+    # (later ones within a second take it from the instance's cache); the quota policy and
+    # the openings, read once a minute / five seconds per instance, are warm, and so are
+    # the points' names and addresses the answer shows (cached a minute per instance).
     wiring.calendar_cache().clear()
+    wiring.quota_policy().policy()
+    wiring.waiting_room().openings(clock.now())
+    wiring.appointment_places().points([POINT, OTHER_POINT])
+    # The reservations in force (reserved capacity), read once per 15 s per instance: warm too.
+    wiring.reservation_book().at_point(POINT, clock.now())
     before = meter.counts()
     action()
     return meter.counts() - before
@@ -555,25 +562,27 @@ def test_documents_counted_per_booking_cancel_and_reschedule(world: World) -> No
         f"1-dose reschedule {move}; 2-dose cancel {cancel}"
     )
     # Booking reads the idempotency key (not there yet), the point's calendar, the slot's
-    # taken-seat count (one aggregation) and its taken seats (none), the patient's history
-    # (none) and referral; then ONE commit: seat, lock, appointment, one availability delta
-    # (never the point's document), the event and the key's stored answer. A two-dose series
-    # counts and lists the dose-2 slot too, and adds a seat, a lock, an appointment, an event.
+    # taken-seat count (one aggregation) and its taken seats (none), the patient's two
+    # booking-write counters (minute and day windows, one BatchGet), history (none) and
+    # referral; then ONE commit: seat, lock, appointment, one availability delta (never the
+    # point's document), the event, the key's stored answer and the two counters' Increments.
+    # A two-dose series counts and lists the dose-2 slot too, and adds a seat, a lock, an
+    # appointment, an event.
     assert one_dose == DocumentCounts(
-        reads=3, writes=6, queries=3, commits=1, empty_queries=2, aggregations=1
+        reads=5, writes=8, queries=3, commits=1, empty_queries=2, aggregations=1
     ), measured
     assert two_doses == DocumentCounts(
-        reads=3, writes=10, queries=4, commits=1, empty_queries=3, aggregations=2
+        reads=5, writes=12, queries=4, commits=1, empty_queries=3, aggregations=2
     ), measured
-    # Reschedule reads the key, the new point's calendar, the appointment, the new slot's
-    # seats (count and list) and (moving a dose 1) the referral; writes new seat, old seat
-    # delete, appointment, a delta, the event and the key.
+    # Reschedule reads the key, the new point's calendar, the appointment, the counters, the
+    # new slot's seats (count and list) and (moving a dose 1) the referral; writes new seat,
+    # old seat delete, appointment, a delta, the event, the key and the counters.
     assert move == DocumentCounts(
-        reads=4, writes=6, queries=2, commits=1, empty_queries=1, deletes=1, aggregations=1
+        reads=6, writes=8, queries=2, commits=1, empty_queries=1, deletes=1, aggregations=1
     ), measured
-    # Cancel reads the key and both doses; per dose: appointment, seat, lock, event; one
-    # delta and the key.
-    assert cancel == DocumentCounts(reads=3, writes=10, queries=0, commits=1, deletes=4), measured
+    # Cancel reads the key, both doses and the counters; per dose: appointment, seat, lock,
+    # event; one delta, the key and the counters.
+    assert cancel == DocumentCounts(reads=5, writes=12, queries=0, commits=1, deletes=4), measured
 
 
 def test_documents_counted_with_the_event_bus_up(
@@ -589,9 +598,9 @@ def test_documents_counted_with_the_event_bus_up(
     two_doses = _measure(meter, lambda: ok(world.book(1, "C1", "b2"), 201))
     measured = f"1-dose booking {one_dose}; 2-dose booking {two_doses}"
     assert one_dose == DocumentCounts(
-        reads=3, writes=7, queries=3, commits=2, empty_queries=2, deletes=1, aggregations=1
+        reads=5, writes=9, queries=3, commits=2, empty_queries=2, deletes=1, aggregations=1
     ), measured
     assert two_doses == DocumentCounts(
-        reads=3, writes=12, queries=4, commits=3, empty_queries=3, deletes=2, aggregations=2
+        reads=5, writes=14, queries=4, commits=3, empty_queries=3, deletes=2, aggregations=2
     ), measured
     assert world.events() == []

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from common.domain.pesel import make_pesel
 from emulator import serve
-from emulator.identities import mint_id_token
 from emulator.processes import ManagedProcess, free_port, http_ok
+from tests.support.identity import id_token
 from tests.support.stack import add_point, firestore_client
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,9 +110,8 @@ def test_every_workers_documents_are_counted_in_the_meter_file(project: str, tmp
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         cwd=ROOT,
     )  # fmt: skip
-    token = mint_id_token(
-        project, "meter-patient", role="patient", pesel=make_pesel(date(1980, 5, 17), "F", 1)
-    )
+    pesel = make_pesel(date(1980, 5, 17), "F", 1)
+    token = id_token(project, "meter-patient", {"role": "patient", "pesel": pesel})
     process.start()
     try:
         process.wait_ready(90)

@@ -29,7 +29,6 @@ from common.services.booking import (
     RescheduleAppointment,
 )
 from common.services.reminders import reminder_key, task_id
-from emulator.identities import mint_id_token
 from tests.integration import sms_support
 from tests.integration.sms_support import (
     SmsWorld,
@@ -38,6 +37,7 @@ from tests.integration.sms_support import (
     visit_start,
     wait_for,
 )
+from tests.support.identity import id_token
 
 # The shared fixtures of the SMS tests.
 gateway_url = sms_support.gateway_url
@@ -318,7 +318,7 @@ def test_a_day_booking_sms_reminder_and_a_dialog_booking(push_world: SmsWorld):
     anna, _ = world.patient(anna_phone, 90)
     jan, _ = world.patient(jan_phone, 91)
     # Morning: Anna books in the portal (the public API, her ID token).
-    token = mint_id_token(world.project, "anna", role="patient", pesel=anna)
+    token = id_token(world.project, "anna", {"role": "patient", "pesel": anna})
     booked = requests.post(
         f"{world.gateway_url}/v1/appointments",
         json={"slot_id": slots[0]},

@@ -11,6 +11,7 @@ the in-process gateway with a valid patient token, finds no 5xx.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid
@@ -504,8 +505,42 @@ def test_every_operation_answers_per_its_document(project: str, template: str, m
 _FAR_FUTURE = date(9999, 1, 1).isoformat()
 
 
-def _fuzz_schema() -> schemathesis.BaseSchema:
-    return schemathesis.openapi.from_wsgi("/openapi.yaml", gateway())
+def _fuzz_schema(signed: bool = False) -> schemathesis.BaseSchema:
+    app = _signing(gateway()) if signed else gateway()
+    return schemathesis.openapi.from_wsgi("/openapi.yaml", app)
+
+
+# Operations with no ID token (`security: []`): the SMS provider's webhook, whose credential is
+# its HMAC signature of the body. The fuzzer cannot sign what it sends, so the harness signs it
+# on the way in, as the provider would (unsigned calls are test_sms_channel_safety's business).
+_SIGNED = {"receiveSms"}
+_FUZZ_WEBHOOK_SECRET = "fuzz-webhook-secret"
+
+
+def _signing(app: Callable[..., Any]) -> Callable[..., Any]:
+    import hashlib
+    import hmac
+    import io
+
+    def signed(environ: dict[str, Any], start_response: Callable[..., Any]):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        digest = hmac.new(_FUZZ_WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        environ = {**environ, "wsgi.input": io.BytesIO(body)}
+        environ["HTTP_X_SMS_SIGNATURE"] = f"sha256={digest}"
+        return app(environ, start_response)
+
+    return signed
+
+
+class _QuietSms:
+    def send(self, to: str, text: str, client_message_id: str) -> str:
+        return f"SMS-{client_message_id[:8]}"
+
+
+@functools.cache
+def _quiet_sms() -> _QuietSms:
+    return _QuietSms()
 
 
 @dataclass(frozen=True)
@@ -594,9 +629,18 @@ _OPERATION_IDS = [op["operationId"] for _, _, op in _operations()]
 @pytest.mark.parametrize("mode", ["positive", "negative"])
 @pytest.mark.parametrize("operation_id", _OPERATION_IDS)
 def test_schemathesis_finds_no_server_error(
-    fuzz_env: str, fuzz_stack: FuzzStack, operation_id: str, mode: str
+    fuzz_env: str,
+    fuzz_stack: FuzzStack,
+    operation_id: str,
+    mode: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    schema = _fuzz_schema()
+    signed = operation_id in _SIGNED
+    if signed:
+        monkeypatch.setenv("SMS_WEBHOOK_SECRET", _FUZZ_WEBHOOK_SECRET)
+        monkeypatch.setattr(wiring, "sms_client", _quiet_sms)
+        wiring.reset()
+    schema = _fuzz_schema(signed)
     operation = next(
         r.ok()
         for r in schema.get_all_operations()

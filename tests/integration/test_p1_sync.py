@@ -13,10 +13,12 @@ import requests
 
 from common.adapters.firestore_store import PATIENTS, REFERRALS
 from common.adapters.p1_client import P1Client, P1Referral
+from common.adapters.vault import FieldVault
 from common.config import Settings
 from common.domain.errors import DependencyUnavailableError
 from common.domain.pesel import make_pesel, parse_pesel, pesel_key
 from common.services.p1_sync import CURSOR_NAME, P1ReferralSync
+from common.services.patients import pesel_of
 from common.services.sync_cursor import SYNC_STATE
 from common.services.unit_of_work import FirestoreUnitsOfWork
 from emulator.p1 import start_p1
@@ -56,7 +58,9 @@ def _units(db) -> FirestoreUnitsOfWork:
 
 def _sync(db, server, **options) -> P1ReferralSync:
     secret = Settings.from_env().pesel_hash_key
-    return P1ReferralSync(_units(db), P1Client(server.base_url, TOKEN), secret, **options)
+    return P1ReferralSync(
+        _units(db), P1Client(server.base_url, TOKEN), secret, vault=FieldVault.from_env(), **options
+    )
 
 
 def _cursor(db) -> str | None:
@@ -92,7 +96,10 @@ def test_pages_land_with_patients_and_the_cursor(project, p1):
     assert stored["patient_key"] == _key(pesels[0])
     assert stored["referral"]["status"] == "active" and stored["sequence"] == issued[0]["sequence"]
     patient = db.collection(PATIENTS).document(_key(pesels[0])).get().to_dict()
-    assert patient["pesel"] == pesels[0]  # a field, never an id
+    # Never a clear PESEL (not an id, not a field): encrypted, read back for P1 reports only.
+    assert "pesel" not in patient and pesels[0] not in str(patient)
+    opened = pesel_of(patient, _key(pesels[0]), FieldVault.from_env(), NOW.date())
+    assert opened is not None and opened.value == pesels[0]
     assert all(pesels[0] not in ref.id for ref in db.collection(PATIENTS).list_documents())
     # Run again: caught up, nothing written.
     again = _sync(db, p1, page_size=10).run(NOW)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from common import wiring
-from common.adapters.firestore_store import APPOINTMENTS, SMS_DIALOGS
+from common.adapters.firestore_store import APPOINTMENTS, PATIENTS, SMS_DIALOGS
 from common.adapters.sms_client import SmsInbound
 from common.domain.calendar import WARSAW, SlotRef
 from common.domain.errors import AgeNotAllowedError, DoseIntervalError
@@ -28,7 +28,7 @@ from common.services.booking import Actor, BookAppointment, RescheduleAppointmen
 from common.services.directory import rebuild_directory
 from common.services.sds_sync import SHORTFALL_REASON, SUPPLY_ACTOR
 from common.services.staff_calendar import ChangeSlotRequest
-from common.services.visits import CompleteRequest, WalkInRequest
+from common.services.visits import CheckInRequest, CompleteRequest, WalkInRequest
 from tests.support.points import events
 from tests.support.rules import COMIRNATY_NEW_NAME, NEW_VERSION, write_rules_with_new_version
 from tests.support.stack import add_patient, add_point
@@ -213,7 +213,9 @@ def test_moving_dose_2_after_dose_1_was_given_keeps_the_window_in_force(world) -
     given = datetime.combine(V, time(10, 30), tzinfo=WARSAW).astimezone(UTC)  # after D
     staff = Actor(uid="staff-a", role="staff", point_id=POINT_A)
     body = CompleteRequest(product="comirnaty", lot_number="LOT-2031")
-    wiring.visit_service().complete(staff, series[0]["appointment_id"], body, given)
+    visits = wiring.visit_service()
+    visits.check_in(staff, series[0]["appointment_id"], CheckInRequest(pesel=pesel), given)
+    visits.complete(staff, series[0]["appointment_id"], body, given)
     with pytest.raises(DoseIntervalError):  # 36 days: inside 21..42, outside 21..30
         move(pesel, series[1], slot(POINT_A, V + timedelta(days=36), TEN, "comirnaty"), given)
     moved = move(pesel, series[1], slot(POINT_A, V + timedelta(days=29), TEN, "comirnaty"), given)
@@ -287,6 +289,9 @@ def test_the_sms_dialog_offers_the_products_the_age_allows_in_force(world) -> No
 
     def start(phone: str, now: datetime) -> dict:
         pesel = patient(world, YOUNG)
+        # The dialog answers only the patient's own verified number (docs/integrations.md).
+        key = wiring.booking_service().patient_key(pesel, now)
+        world.collection(PATIENTS).document(key).update({"phone": phone})
         inbound = SmsInbound(
             message_id=f"m-{phone}", sender=phone, text=f"{pesel} 31-001", received_at=now
         )

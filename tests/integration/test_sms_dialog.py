@@ -23,7 +23,6 @@ from common.adapters.sms_client import SmsInbound
 from common.services.sms_dialog import parse_command, postcode_of
 from tests.integration import sms_support
 from tests.integration.sms_support import WEBHOOK_SECRET, SmsWorld, point_with_slots, wait_for
-from tests.support.stack import add_patient
 
 # The shared fixtures of the SMS tests.
 gateway_url = sms_support.gateway_url
@@ -72,8 +71,9 @@ def _appointments(world: SmsWorld) -> list[dict[str, Any]]:
 
 
 def _patient_with_slots(world: SmsWorld, serial: int = 1, **kwargs: Any) -> str:
+    """A patient who texts from their own verified number (PHONE), and free slots."""
     point_with_slots(world.db, days=[2, 3], extra_times=(dtime(11, 0),))
-    pesel, _ = world.patient(None, serial, **kwargs)
+    pesel, _ = world.patient(PHONE, serial, **kwargs)
     return pesel
 
 
@@ -173,7 +173,7 @@ def test_invalid_pesel_is_refused_without_being_echoed(dialog: SmsWorld):
 
 def test_patient_without_referral_gets_a_clear_sms(dialog: SmsWorld):
     point_with_slots(dialog.db, days=[2])
-    pesel = add_patient(dialog.db, serial=4, status="used")
+    pesel, _ = dialog.patient(PHONE, 4, status="used")  # texting from their own number
     assert _sms(dialog, f"{pesel} 31-001").json() == {"outcome": "no_referral"}
     assert "Nie znaleziono aktywnego e-skierowania" in _replies(dialog)[-1]
 
@@ -239,3 +239,85 @@ def test_no_pesel_or_phone_in_logs(dialog: SmsWorld, caplog: pytest.LogCaptureFi
     assert "sms dialog step" in logged
     for secret in (pesel, "44051401358", PHONE, PHONE.lstrip("+")):
         assert secret not in logged
+
+
+# -- a cohort opening: the SMS channel joins the same waiting room (issue 12) ---------------
+def test_a_text_joins_the_openings_waiting_room_and_books_on_its_turn(dialog: SmsWorld):
+    from datetime import date
+
+    from common.domain.pesel import parse_pesel, pesel_key
+    from common.services.booking import Actor
+    from common.services.waiting_room import OpeningRequest
+
+    pesel = _patient_with_slots(dialog, serial=5, born=date(1975, 6, 1))
+    service, room = wiring.sms_dialog_service(), wiring.waiting_room()
+    moment = clock.now().replace(microsecond=0) + timedelta(hours=2)
+    admin = Actor(uid="admin-1", role="admin", reason="opening of the 1970s")
+    opening = OpeningRequest(
+        born_from=1970, born_to=1979, opens_at=moment, window_minutes=30, admit_per_minute=60
+    )
+    room.publish(admin, "op-sms", opening, moment - timedelta(hours=2))
+
+    def text(words: str, at: timedelta) -> str:
+        inbound = SmsInbound.model_validate(
+            {"message_id": uuid.uuid4().hex, "from": PHONE, "text": words,
+             "received_at": moment + at}
+        )  # fmt: skip
+        return service.receive(inbound, moment + at)
+
+    # Announced: told when the room and the booking open; nothing booked, no place taken.
+    assert text(f"{pesel} 31-001 jcovden", -timedelta(hours=1)) == "cohort_not_open"
+    assert "Poczekalnia otwiera sie" in _replies(dialog)[-1]
+    # In the room before the moment: a place, no position yet (the order is drawn then).
+    assert text(f"{pesel} 31-001 jcovden", -timedelta(minutes=10)) == "queued"
+    assert "Jestes w poczekalni" in _replies(dialog)[-1]
+    # The portal (the same person signing in) gets the same place, not a second one.
+    key = pesel_key(parse_pesel(pesel, clock.today_warsaw()), wiring.settings().pesel_hash_key)
+    portal = room.join("op-sms", key, date(1975, 6, 1), "portal", moment - timedelta(minutes=5))
+    assert portal["ticket"] is not None
+    places = [s.to_dict() for s in dialog.db.collection("queue_entries").stream()]
+    assert [(p["patient_key"], p["channel"]) for p in places] == [(key, "sms")]
+    assert _appointments(dialog) == []
+    # After the moment, with the person admitted: TAK brings the first offer, TAK books with
+    # the room's ticket (the booking gate refuses anyone whose turn it is not).
+    assert text("TAK", timedelta(seconds=30)) == "offered"
+    assert _replies(dialog)[-1].startswith("Proponowany termin:")
+    assert text("TAK", timedelta(seconds=40)) == "booked"
+    (appointment,) = _appointments(dialog)
+    assert appointment["channel"] == "sms" and appointment["status"] == "booked"
+    assert all(pesel not in r for r in _replies(dialog))
+
+
+def test_a_text_whose_turn_has_not_come_is_told_its_place_and_books_nothing(dialog: SmsWorld):
+    from datetime import date
+
+    from common.services.booking import Actor
+    from common.services.waiting_room import OpeningRequest
+
+    pesel = _patient_with_slots(dialog, serial=6, born=date(1972, 2, 2))
+    service, room = wiring.sms_dialog_service(), wiring.waiting_room()
+    moment = clock.now().replace(microsecond=0) + timedelta(hours=2)
+    admin = Actor(uid="admin-1", role="admin", reason="opening of the 1970s")
+    # Admitting one person every ten minutes, and eleven already ahead of the texter.
+    opening = OpeningRequest(
+        born_from=1970, born_to=1979, opens_at=moment, window_minutes=30, admit_per_minute=0.1
+    )
+    room.publish(admin, "op-slow", opening, moment - timedelta(hours=2))
+    for n in range(11):
+        room.join(
+            "op-slow", f"{n:064x}", date(1971, 1, 1), "portal", moment - timedelta(minutes=20)
+        )
+    after = moment + timedelta(minutes=1)
+    inbound = SmsInbound.model_validate(
+        {"message_id": uuid.uuid4().hex, "from": PHONE, "text": f"{pesel} 31-001 jcovden",
+         "received_at": after}
+    )  # fmt: skip
+    assert service.receive(inbound, after) == "queued"
+    reply = _replies(dialog)[-1]
+    # Arrived after the moment: behind the eleven drawn, in arrival order.
+    assert "miejsce 12 (przed Toba 11)" in reply and "Szacowany czas" in reply
+    yes = SmsInbound.model_validate(
+        {"message_id": uuid.uuid4().hex, "from": PHONE, "text": "TAK", "received_at": after}
+    )
+    assert service.receive(yes, after + timedelta(seconds=5)) == "queued"
+    assert _appointments(dialog) == []

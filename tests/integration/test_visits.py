@@ -158,6 +158,7 @@ def test_completing_a_single_dose_writes_the_record_closes_the_referral_and_emit
 def test_dose_one_of_two_keeps_the_referral_open(world) -> None:
     pesel = world.pesels[1]
     visit = seed_visit(world.db, pesel, day=today_warsaw(), product="comirnaty")
+    world.write("POST", f"/v1/appointments/{visit}/check-in", "admin", {"pesel": pesel})
     response = world.write(
         "POST",
         f"/v1/appointments/{visit}/complete",
@@ -169,6 +170,7 @@ def test_dose_one_of_two_keeps_the_referral_open(world) -> None:
     dose2 = seed_visit(
         world.db, pesel, day=today_warsaw(), product="comirnaty", dose_number=2, seat=1
     )
+    world.write("POST", f"/v1/appointments/{dose2}/check-in", "staff-x", {"pesel": pesel})
     world.write(
         "POST",
         f"/v1/appointments/{dose2}/complete",
@@ -185,6 +187,13 @@ def test_dose_one_of_two_keeps_the_referral_open(world) -> None:
         ({"product": "jcovden", "lot_number": "lowercase1"}, 0, 400, "invalid_request"),
         ({"product": "comirnaty", "lot_number": "FF1234"}, 0, 400, "invalid_request"),
         ({"product": "jcovden", "lot_number": "FF1234"}, 1, 409, "visit_not_due"),
+        ({"product": "jcovden", "lot_number": "FF1234"}, 0, 409, "check_in_required"),
+        (
+            {"product": "jcovden", "lot_number": "FF1234", "check_in_override_reason": "x"},
+            0,
+            400,
+            "invalid_request",
+        ),
     ],
 )
 def test_completion_refusals_write_nothing(world, body, when, status, code) -> None:
@@ -193,6 +202,32 @@ def test_completion_refusals_write_nothing(world, body, when, status, code) -> N
     response = world.write("POST", f"/v1/appointments/{visit}/complete", "staff-x", body)
     assert (response.status_code, response.get_json()["error"]["code"]) == (status, code)
     assert snapshot(world.db) == before
+
+
+def test_completion_without_a_check_in_needs_a_reason_and_is_audited_as_such(world) -> None:
+    pesel = world.pesels[2]
+    visit = seed_visit(world.db, pesel, day=today_warsaw(), product="jcovden")
+    reason = "no identity document; the patient is known to the nurse"
+    response = world.write(
+        "POST",
+        f"/v1/appointments/{visit}/complete",
+        "staff-x",
+        {"product": "jcovden", "lot_number": "XD-77", "check_in_override_reason": reason},
+    )
+    assert response.status_code == 200, response.get_json()
+    answer = response.get_json()["appointment"]
+    assert answer["status"] == "completed" and answer["checked_in"] is False
+    assert answer["check_in_override_reason"] == reason
+    assert world.appointment(visit)["check_in_override_reason"] == reason
+    assert audits(world.db, "visit.complete") == []
+    [entry] = audits(world.db, "visit.complete_without_check_in")
+    assert entry["details"] == {"check_in_override_reason": reason}
+    record = world.db.collection(VACCINATIONS).document(visit).get()
+    assert entry["_create_time"] == record.create_time  # the same commit
+    listed = world.call(
+        "GET", f"/v1/points/{POINT_X}/visits", "staff-x", query={"date": today_warsaw().isoformat()}
+    )
+    assert listed.get_json()["visits"][0]["check_in_override_reason"] == reason
 
 
 def test_no_show_only_after_the_start_frees_the_dose_and_cancels_dose_two(world) -> None:
@@ -209,6 +244,12 @@ def test_no_show_only_after_the_start_frees_the_dose_and_cancels_dose_two(world)
     assert snapshot(world.db) == before
     response = world.write("POST", f"/v1/appointments/{dose1}/no-show", "staff-x", {})
     assert response.status_code == 200, response.get_json()
+    # The answer tells the staff what became of dose 2, and where the visit was.
+    answer = response.get_json()["appointment"]
+    assert answer["second_dose"]["outcome"] == "cancelled"
+    assert answer["second_dose"]["appointment_id"] == dose2
+    assert answer["second_dose"]["starts_at"] == world.appointment(dose2)["starts_at"].isoformat()
+    assert answer["point"]["point_id"] == POINT_X and answer["point"]["name"]
     assert world.appointment(dose1)["status"] == "no_show"
     assert world.appointment(dose2)["status"] == "cancelled"
     assert not world.db.collection(SEATS).document(world.appointment(dose2)["seat_id"]).get().exists

@@ -16,12 +16,14 @@ from werkzeug.test import Client
 
 from common import clock
 from common.adapters.firestore_store import PATIENTS, REFERRALS
+from common.adapters.vault import FieldVault
 from common.config import Settings
 from common.declarations import load_declarations
 from common.domain.calendar import WARSAW
 from common.domain.pesel import make_pesel, parse_pesel, pesel_key
 from common.services.directory import calendar_document, write_calendars, write_points
-from emulator.identities import mint_id_token
+from common.services.patients import new_patient_document
+from tests.support.identity import claims_of, id_token
 
 
 @functools.cache
@@ -42,9 +44,16 @@ class Api:
         return Client(gateway())
 
     def token(
-        self, uid: str, role: str, pesel: str | None = None, point_id: str | None = None
+        self,
+        uid: str,
+        role: str,
+        pesel: str | None = None,
+        point_id: str | None = None,
+        **claims: Any,
     ) -> str:
-        return mint_id_token(self.project_id, uid, role=role, pesel=pesel, point_id=point_id)
+        """An ID token issued by the Auth emulator to `uid`, with these claims."""
+        claims = claims_of(role, pesel=pesel, point_id=point_id, **claims)
+        return id_token(self.project_id, uid, claims)
 
     def call(
         self,
@@ -129,8 +138,12 @@ def add_patient(
     """A patient with a referral; returns the PESEL."""
     today = today or today_warsaw()
     pesel = make_pesel(born, sex, serial)
-    key = pesel_key(parse_pesel(pesel, today), Settings.from_env().pesel_hash_key)
-    db.collection(PATIENTS).document(key).set({"patient_key": key, "pesel": pesel})
+    parsed = parse_pesel(pesel, today)
+    key = pesel_key(parsed, Settings.from_env().pesel_hash_key)
+    # As the P1 sync writes it: birth date, sex, the PESEL encrypted (never in clear).
+    db.collection(PATIENTS).document(key).set(
+        new_patient_document(parsed, key, FieldVault.from_env())
+    )
     referral_id = f"ref-{key[:8]}-{kind}"
     db.collection(REFERRALS).document(referral_id).set(
         {

@@ -90,7 +90,10 @@ def test_an_agent_leaves_a_callback_in_one_commit_with_its_audit_entry(
     assert units.store.commits == 1
     [(doc_id, document)] = units.store.collection(CALLBACKS).items()
     assert doc_id == callback["callback_id"] and PESEL not in doc_id
-    assert document["pesel"] == PESEL and document["patient_key"] == key_of(PESEL)
+    # Never the whole PESEL (issue 13): the keyed id and the masked form only.
+    assert "pesel" not in document and PESEL not in str(document)
+    assert document["masked_pesel"] == PESEL[:6] + "*****"
+    assert document["patient_key"] == key_of(PESEL) and document["expires_at"] > NOW
     [entry] = units.store.collection(AUDIT_LOG).values()
     assert entry["action"] == "callback.request" and entry["patient_keys"] == [key_of(PESEL)]
     assert entry["details"] == {"callback": doc_id} and entry["appointment_ids"] == []

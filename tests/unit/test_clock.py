@@ -86,4 +86,4 @@ def test_a_shifted_clock_is_refused_outside_the_emulators(variable: str) -> None
     with pytest.raises(RuntimeError, match="only with the local emulators"):
         Settings.from_env(env)
     # ... and allowed with them.
-    Settings.from_env({**env, "FIRESTORE_EMULATOR_HOST": "127.0.0.1:8080"})
+    Settings.from_env({**env, "LOCAL_STACK": "1", "FIRESTORE_EMULATOR_HOST": "127.0.0.1:8080"})

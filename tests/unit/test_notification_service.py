@@ -18,7 +18,13 @@ from typing import Any
 import pytest
 from google.api_core import exceptions as gexc
 
-from common.adapters.firestore_store import APPOINTMENTS, NOTIFICATIONS, PATIENTS, POINTS
+from common.adapters.firestore_store import (
+    APPOINTMENTS,
+    NOTIFICATIONS,
+    PATIENTS,
+    POINTS,
+    SMS_DIALOGS,
+)
 from common.adapters.http_errors import PeerRejectedError
 from common.domain.appointments import Appointment, AppointmentStatus
 from common.domain.calendar import WARSAW, SlotRef
@@ -29,12 +35,13 @@ from common.domain.events import (
     AppointmentRescheduled,
 )
 from common.domain.rulebook import load_rule_book
-from common.services.notifications import NotificationService, SmsSender
+from common.services.notifications import NotificationService, SmsSender, phone_key
 from common.services.reminders import ReminderScheduler, ReminderService, task_id
 from tests.support.fake_store import FakeUnitsOfWork
 
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 PHONE = "+48600000001"
+SECRET = b"unit-test-secret"
 PATIENT = "patient-key-1"
 POINT = "pt-00001"
 SLOT = SlotRef.parse(f"{POINT}_20261210_1000_comirnaty")
@@ -125,7 +132,9 @@ class World:
             "europe-central2",
             "http://functions/send_reminder",
         )
-        self.service = NotificationService(self.units, load_rule_book(), self.sender, scheduler)
+        self.service = NotificationService(
+            self.units, load_rule_book(), self.sender, scheduler, secret=SECRET
+        )
         self.reminders = ReminderService(self.units, self.service, self.sender)
         self.store.put(PATIENTS, PATIENT, {"patient_key": PATIENT, "phone": PHONE})
         self.store.put(
@@ -215,11 +224,40 @@ def test_a_booking_cancelled_before_its_event_is_handled_sends_nothing(world: Wo
     assert world.store.commits == 1
 
 
-def test_a_booking_made_by_sms_is_not_confirmed_twice_but_reminded(world: World):
+def _dialog_on(world: World, phone: str, appointment: Appointment) -> None:
+    """The SMS dialog of `phone` booked `appointment` for the patient."""
+    world.store.put(
+        SMS_DIALOGS,
+        phone_key(phone, SECRET),
+        {
+            "state": "booked",
+            "patient_key": PATIENT,
+            "appointment": {"appointment_id": appointment.appointment_id},
+            "offer": {"slot_id": appointment.slot_id},
+        },
+    )
+
+
+def test_a_booking_made_by_sms_on_the_patients_own_number_is_not_confirmed_twice(world: World):
     appointment = world.appointment(channel="sms")
+    _dialog_on(world, PHONE, appointment)
     event = booked(appointment, channel="sms")
     assert world.service.handle(event, NOW) == "skipped:confirmed_in_sms_dialog"
     assert world.gateway.calls == 0 and len(world.tasks.names()) == 1
+
+
+def test_a_booking_made_by_sms_from_another_phone_is_confirmed_to_the_patients_own(
+    world: World,
+):
+    """Issue 13: the dialog ran on someone else's phone (after a code sent to the
+    patient's): the patient's own number is told, as for any booking."""
+    appointment = world.appointment(channel="sms")
+    _dialog_on(world, "+48600999888", appointment)
+    event = booked(appointment, channel="sms")
+    assert world.service.handle(event, NOW) == "sent"
+    (text,) = world.gateway.texts(PHONE)
+    assert text.startswith("e-Rejestracja: zarezerwowano szczepienie")
+    assert world.gateway.texts("+48600999888") == []
 
 
 def test_no_phone_on_file_is_recorded_as_skipped(world: World):

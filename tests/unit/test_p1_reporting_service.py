@@ -195,7 +195,7 @@ def test_p1_down_raises_and_records_the_attempt_not_a_report(world: World):
         with pytest.raises(DependencyUnavailableError):
             world.reporter.handle(push(event), NOW)
         report = world.report(event.appointment_id)
-        assert report.get("status") is None and report["attempts"] == attempt
+        assert report.get("status") == "pending" and report["attempts"] == attempt
         assert report["last_error"]["kind"] == "DependencyUnavailableError"
     assert world.dead_letters() == []  # Pub/Sub redelivers; dead letters only after its limit
     world.p1.fault = None
@@ -228,7 +228,7 @@ def test_firestore_down_after_p1_took_it_reports_again_and_p1_keeps_one_record(w
     world.p1.after_call = lambda: setattr(world.store, "fail_next_commits", 1)
     with pytest.raises(gexc.ServiceUnavailable):
         world.reporter.handle(push(event), NOW)
-    assert world.report(event.appointment_id).get("status") is None  # not recorded as done
+    assert world.report(event.appointment_id).get("status") == "pending"  # not recorded as done
     assert world.reporter.handle(push(event), NOW) == "reported"
     assert world.p1.calls == 2 and len(world.p1.records) == 1
     assert world.report(event.appointment_id)["p1_ack"]["duplicate"] is True

@@ -17,14 +17,17 @@ from google.api_core import exceptions as gexc
 
 from common.adapters.firestore_store import PATIENTS, REFERRALS
 from common.adapters.p1_client import P1Referral
+from common.adapters.vault import FieldVault
 from common.domain.errors import DependencyUnavailableError
 from common.domain.pesel import make_pesel, parse_pesel, pesel_key
 from common.services.p1_sync import CURSOR_NAME, P1ReferralSync
+from common.services.patients import pesel_of
 from common.services.sync_cursor import SYNC_STATE
 from tests.support.fake_store import FakeFirestore, FakeUnitsOfWork
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SECRET = b"unit-test-secret"
+VAULT = FieldVault({"t": b"k" * 32}, "t")
 
 
 def pesel(n: int) -> str:
@@ -67,7 +70,7 @@ def sync(
     p1: ScriptedP1, store: FakeFirestore | None = None
 ) -> tuple[P1ReferralSync, FakeFirestore]:
     units = FakeUnitsOfWork(store or FakeFirestore(), now=lambda: NOW)
-    return P1ReferralSync(units, p1, SECRET, page_size=2), units.store
+    return P1ReferralSync(units, p1, SECRET, page_size=2, vault=VAULT), units.store
 
 
 def cursor(store: FakeFirestore) -> str | None:
@@ -88,7 +91,11 @@ def test_each_page_lands_with_its_patients_and_its_cursor_in_one_commit():
     assert p1.asked == [None, "2", "3"]
     stored = store.data(REFERRALS, "R-1")
     assert stored["patient_key"] == key(1) and stored["sequence"] == 1
-    assert store.data(PATIENTS, key(1))["pesel"] == pesel(1)  # a field, never an id
+    patient = store.data(PATIENTS, key(1))
+    # Never a clear PESEL (not an id, not a field): encrypted, for the P1 report only.
+    assert "pesel" not in patient and pesel(1) not in str(patient)
+    assert pesel_of(patient, key(1), VAULT, NOW.date()).value == pesel(1)
+    assert (patient["birth_date"], patient["sex"]) == ("1951-02-02", "F")
     assert all(pesel(1) not in doc_id for doc_id in store.collection(PATIENTS))
 
 

@@ -104,6 +104,10 @@ def test_hospital_names_use_polish_locative() -> None:
     names = {p.name for p in generate_points(3000, seed=5) if p.kind == "hospital"}
     assert any(n.endswith(" w Warszawie") for n in names)
     assert not any(n.endswith(" w Warszawa") for n in names)
+    # "we" before w/f and a consonant, as Polish says it; "w" otherwise.
+    assert any(" we Wrocławiu" in n for n in names)
+    assert not any(" w Wrocławiu" in n or " w Włocławku" in n for n in names)
+    assert any(" w Wałbrzychu" in n for n in names) or not any("Wałbrzych" in n for n in names)
 
 
 def test_to_dict_is_json_friendly(points: list[PointSeed]) -> None:

@@ -25,6 +25,7 @@ from common.adapters.firestore_store import (
     SMS_INBOUND,
 )
 from common.adapters.sms_client import SmsInbound
+from common.adapters.vault import FieldVault
 from common.domain.calendar import SlotRef
 from common.domain.errors import (
     AlreadyBookedError,
@@ -42,11 +43,13 @@ from common.services.idempotency import (
     StoredResponse,
 )
 from common.services.notifications import SmsSender, phone_key, short_hash
+from common.services.phone_limits import PhoneLimits
 from common.services.sms_dialog import SmsDialogService
 from tests.support.fake_store import FakeFirestore, FakeUnitsOfWork
 
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 SECRET = b"unit-test-secret"
+VAULT = FieldVault({"t": b"v" * 32}, "t")
 PHONE = "+48600200001"
 PESEL = make_pesel(date(1944, 5, 14), "M", 135)
 POINT = "pt-00001"
@@ -140,6 +143,25 @@ class FakeBooking:
         return result
 
 
+class FakeContacts:
+    """Whose verified number is whose (ContactService.phone_of); P1 down on demand."""
+
+    def __init__(self) -> None:
+        self.phones: dict[str, str] = {}
+        self.asked: list[str] = []
+        self.down = False
+
+    def phone_of(self, patient_key: str, now: datetime, pesel: Any = None) -> str | None:
+        self.asked.append(patient_key)
+        if self.down:
+            raise DependencyUnavailableError("P1 is unavailable (timeout)")
+        return self.phones.get(patient_key)
+
+
+def key_of(pesel: str) -> str:
+    return pesel_key(parse_pesel(pesel, NOW.date()), SECRET)
+
+
 class World:
     def __init__(self) -> None:
         self.units = FakeUnitsOfWork(now=lambda: NOW)
@@ -147,35 +169,43 @@ class World:
         self.gateway = FakeGateway()
         self.search = FakeSearch(SLOTS)
         self.booking = FakeBooking(self.units)
+        self.contacts = FakeContacts()
         self.dialog = SmsDialogService(
             self.units,
             load_rule_book(),
             self.booking,  # type: ignore[arg-type]
             self.search,  # type: ignore[arg-type]
             Idempotency(self.units),
-            SmsSender(self.units, self.gateway),  # type: ignore[arg-type]
+            SmsSender(self.units, self.gateway, VAULT),  # type: ignore[arg-type]
             SECRET,
+            vault=VAULT,
+            contacts=self.contacts,
+            limits=PhoneLimits(SECRET),
         )
         key = pesel_key(parse_pesel(PESEL, NOW.date()), SECRET)
+        # The patient texts from their own verified number (the usual case).
+        self.contacts.phones[key] = PHONE
         self.store.put(
             REFERRALS,
             "REF-1",
             {"patient_key": key, "referral": {"status": "active", "valid_to": "2027-06-01"}},
         )
 
-    def sms(self, text: str, message_id: str | None = None, at: datetime = NOW) -> str:
+    def sms(
+        self, text: str, message_id: str | None = None, at: datetime = NOW, phone: str = PHONE
+    ) -> str:
         inbound = SmsInbound.model_validate(
             {
                 "message_id": message_id or uuid.uuid4().hex,
-                "from": PHONE,
+                "from": phone,
                 "text": text,
                 "received_at": at,
             }
         )
         return self.dialog.receive(inbound, at)
 
-    def state(self) -> dict[str, Any]:
-        return self.store.data(SMS_DIALOGS, phone_key(PHONE, SECRET)) or {}
+    def state(self, phone: str = PHONE) -> dict[str, Any]:
+        return self.store.data(SMS_DIALOGS, phone_key(phone, SECRET)) or {}
 
     def inbound(self, message_id: str) -> dict[str, Any] | None:
         return self.store.data(SMS_INBOUND, short_hash("sms-inbound", message_id))
@@ -236,7 +266,7 @@ def test_tak_books_once_however_often_it_arrives(world: World):
     (appointment,) = world.appointments()
     assert appointment["slot_id"] == SLOTS[0] and appointment["channel"] == "sms"
     state = world.state()
-    assert state["state"] == "booked" and state["pesel"] is None  # kept no longer than needed
+    assert state["state"] == "booked" and state["pesel_enc"] is None  # kept no longer
     replies = world.gateway.texts()
     assert len(replies) == 4 and replies[1].startswith("Zarezerwowano: szczepienie Comirnaty")
 
@@ -253,6 +283,7 @@ def test_refusals_before_any_offer(world: World):
     assert world.sms("44051401358 31-001") == "invalid_pesel"
     assert world.sms(f"{PESEL} 99-999") == "bad_postcode"
     other = make_pesel(date(1950, 1, 1), "F", 7)
+    world.contacts.phones[key_of(other)] = PHONE  # a relative's on the same phone
     assert world.sms(f"{other} 31-001") == "no_referral"
     assert world.sms("dzien dobry") == "help"
     assert all(other not in text for text in world.gateway.texts())
@@ -411,3 +442,131 @@ def test_booking_unavailable_keeps_the_booking_in_hand_for_the_retry(world: Worl
     world.booking.fault = None
     assert world.sms("TAK", message_id="tak-1") == "booked"
     assert len(world.appointments()) == 1
+
+
+# -- who is texting (issue 13: the SMS channel booked for strangers) ---------------------------
+STRANGER = "+48600999111"
+
+
+def _code_sent_to(world: World, phone: str) -> str | None:
+    """The code in the last SMS texted to `phone`, if any."""
+    texts = [m["text"] for m in world.gateway.messages.values() if m["to"] == phone]
+    codes = [t.split("kod ", 1)[1][:6] for t in texts if "kod " in t]
+    return codes[-1] if codes else None
+
+
+def test_a_stranger_gets_the_same_answer_whatever_the_pesel_and_books_nothing(world: World):
+    no_referral = make_pesel(date(1950, 1, 1), "F", 7)
+    no_phone = make_pesel(date(1951, 2, 2), "M", 9)
+    world.store.put(
+        REFERRALS,
+        "REF-2",
+        {
+            "patient_key": key_of(no_phone),
+            "referral": {"status": "active", "valid_to": "2027-06-01"},
+        },
+    )
+    outcomes = [world.sms(f"{p} 31-001", phone=STRANGER) for p in (PESEL, no_referral, no_phone)]
+    assert outcomes == ["code_sent"] * 3
+    replies = [m["text"] for m in world.gateway.messages.values() if m["to"] == STRANGER]
+    assert len(replies) == 3 and len(set(replies)) == 1  # not one letter differs
+    assert "kod" in replies[0] and all(p not in replies[0] for p in (PESEL, no_phone))
+    assert world.state(STRANGER)["state"] == "awaiting_code"
+    assert world.state(STRANGER).get("offer") is None and world.booking.calls == 0
+    # Only the patient who has a number got a code, on that number, naming the asking phone.
+    (to_owner,) = [m["text"] for m in world.gateway.messages.values() if m["to"] == PHONE]
+    assert "111" in to_owner and STRANGER not in to_owner
+    # A TAK from the stranger books nothing.
+    assert world.sms("TAK", phone=STRANGER) == "no_offer" and world.appointments() == []
+
+
+def test_the_code_sent_to_the_patients_number_binds_the_conversation(world: World):
+    assert world.sms(f"{PESEL} 31-001", phone=STRANGER) == "code_sent"
+    code = _code_sent_to(world, PHONE)
+    assert code is not None and code not in str(world.store.collection("notifications"))
+    assert world.sms(f"KOD {code}", phone=STRANGER) == "offered"
+    assert world.state(STRANGER)["verified_for"] == key_of(PESEL)
+    assert world.sms("TAK", phone=STRANGER) == "booked"
+    (appointment,) = world.appointments()
+    assert appointment["channel"] == "sms"
+    # The same conversation may start again for that patient without a new code...
+    assert world.sms(f"{PESEL} 31-001", phone=STRANGER) != "code_sent"
+    # ...and STOP ends what it proved.
+    world.sms("STOP", phone=STRANGER)
+    assert world.sms(f"{PESEL} 31-001", phone=STRANGER) == "code_sent"
+
+
+def test_wrong_codes_get_one_answer_and_five_end_the_attempt(world: World):
+    world.sms(f"{PESEL} 31-001", phone=STRANGER)
+    code = _code_sent_to(world, PHONE)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    answers = [world.sms(f"KOD {wrong}", phone=STRANGER) for _ in range(5)]
+    assert answers == ["code_wrong"] * 5
+    assert world.state(STRANGER)["state"] == "idle"
+    assert world.sms(f"KOD {code}", phone=STRANGER) == "no_code"  # too late now
+    replies = {m["text"] for m in world.gateway.messages.values() if m["to"] == STRANGER}
+    assert len(replies) == 2  # "code sent", then always the same refusal
+    assert world.booking.calls == 0
+
+
+def test_a_code_never_sent_fails_like_a_wrong_one(world: World):
+    nobody = make_pesel(date(1950, 1, 1), "F", 7)  # no phone anywhere: no code was sent
+    assert world.sms(f"{nobody} 31-001", phone=STRANGER) == "code_sent"
+    assert world.sms("KOD 123456", phone=STRANGER) == "code_wrong"
+
+
+def test_an_expired_code_does_not_bind(world: World):
+    world.sms(f"{PESEL} 31-001", phone=STRANGER)
+    code = _code_sent_to(world, PHONE)
+    later = NOW + timedelta(minutes=10, seconds=1)
+    assert world.sms(f"KOD {code}", phone=STRANGER, at=later) == "code_wrong"
+    assert world.state(STRANGER)["state"] == "idle" and world.booking.calls == 0
+
+
+def test_a_sender_trying_many_pesels_is_stopped_and_told_once(world: World):
+    people = [make_pesel(date(1950, 1, 1 + n), "F", n) for n in range(8)]
+    outcomes = [world.sms(f"{p} 31-001", phone=STRANGER) for p in people]
+    assert outcomes == ["code_sent"] * 5 + ["rate_limited"] * 3
+    replies = [m["text"] for m in world.gateway.messages.values() if m["to"] == STRANGER]
+    assert len(replies) == 6 and "Zbyt wiele" in replies[-1]  # told once, then silence
+    later = NOW + timedelta(hours=1)
+    assert world.sms(f"{people[0]} 31-001", phone=STRANGER, at=later) == "code_sent"
+
+
+def test_the_patients_number_gets_at_most_three_codes_an_hour(world: World):
+    senders = [f"+4860099900{n}" for n in range(5)]
+    for sender in senders:
+        assert world.sms(f"{PESEL} 31-001", phone=sender) == "code_sent"  # the same answer
+    to_owner = [m for m in world.gateway.messages.values() if m["to"] == PHONE]
+    assert len(to_owner) == 3
+
+
+def test_p1_down_when_the_patients_number_is_needed_leaves_the_message_for_the_retry(
+    world: World,
+):
+    world.contacts.down = True
+    with pytest.raises(DependencyUnavailableError):
+        world.sms(f"{PESEL} 31-001", message_id="m1", phone=STRANGER)
+    assert world.inbound("m1") is None and world.gateway.calls == 0
+    world.contacts.down = False
+    assert world.sms(f"{PESEL} 31-001", message_id="m1", phone=STRANGER) == "code_sent"
+
+
+def test_the_code_is_texted_again_when_the_first_send_failed(world: World):
+    """The gateway was down after the dialog moved: the redelivered message sends both the
+    reply and the patient's code, once each."""
+    calls = {"n": 0}
+    real_send = world.gateway.send
+
+    def flaky(to: str, text: str, client_message_id: str) -> str:
+        calls["n"] += 1
+        if to == PHONE and calls["n"] == 2:  # the code to the patient, the first time
+            raise DependencyUnavailableError("SMS gateway is unavailable (timeout)")
+        return real_send(to, text, client_message_id)
+
+    world.gateway.send = flaky  # type: ignore[method-assign]
+    with pytest.raises(DependencyUnavailableError):
+        world.sms(f"{PESEL} 31-001", message_id="m1", phone=STRANGER)
+    assert world.sms(f"{PESEL} 31-001", message_id="m1", phone=STRANGER) == "replayed"
+    assert len([m for m in world.gateway.messages.values() if m["to"] == PHONE]) == 1
+    assert len([m for m in world.gateway.messages.values() if m["to"] == STRANGER]) == 1

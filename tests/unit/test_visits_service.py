@@ -3,7 +3,7 @@
 Pure tests (no emulator): each success is one commit, each refusal writes nothing, a visit
 that changed between the read and the commit is read again and decided again, an outage
 leaves nothing behind, and a request racing its own twin (same Idempotency-Key) answers with
-the twin's stored response.
+the twin's stored response. A completion needs a check-in first, or an audited override.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from common.domain.errors import (
     AgeNotAllowedError,
     AlreadyBookedError,
     AppointmentNotFoundError,
+    CheckInRequiredError,
     ForbiddenError,
     InvalidStateTransitionError,
     PatientMismatchError,
@@ -141,6 +142,7 @@ class World:
         seat: int = 0,
         point: str = POINT,
         linked: str | None = None,
+        checked_in: bool = False,
     ) -> Appointment:
         key = key_of(pesel)
         ref = SlotRef(point, day, start, product)
@@ -164,7 +166,10 @@ class World:
             created_at=NOW - timedelta(days=30),
             updated_at=NOW - timedelta(days=30),
         )
-        self.store.put(APPOINTMENTS, appointment_id, appointment.to_document())
+        document = appointment.to_document()
+        if checked_in:  # the patient's PESEL was checked at the desk (check_in)
+            document["checked_in_at"] = NOW - timedelta(minutes=5)
+        self.store.put(APPOINTMENTS, appointment_id, document)
         self.store.put(SEATS, appointment.seat_id, {"appointment_id": appointment_id})
         self.store.put(
             ACTIVE_DOSES,
@@ -303,7 +308,7 @@ def test_check_in_racing_its_twin_replays_the_twins_answer(world: World) -> None
 
 # -- completion -----------------------------------------------------------------------------
 def test_completing_a_single_dose_records_closes_the_referral_and_emits(world: World) -> None:
-    visit = world.visit(ADULT, product="jcovden")
+    visit = world.visit(ADULT, product="jcovden", checked_in=True)
     body = CompleteRequest(product="jcovden", lot_number="XD-1234")
     response = world.service.complete(STAFF, visit.appointment_id, body, NOW)
     assert response.body["appointment"]["status"] == "completed"
@@ -336,7 +341,7 @@ def test_completing_a_single_dose_records_closes_the_referral_and_emits(world: W
 
 
 def test_dose_one_of_two_keeps_the_referral_open(world: World) -> None:
-    visit = world.visit(ADULT, product="comirnaty")
+    visit = world.visit(ADULT, product="comirnaty", checked_in=True)
     body = CompleteRequest(product="comirnaty", lot_number="FF1234")
     response = world.service.complete(ADMIN, visit.appointment_id, body, NOW)
     assert response.body["appointment"]["referral_closed"] is False
@@ -345,7 +350,7 @@ def test_dose_one_of_two_keeps_the_referral_open(world: World) -> None:
 
 
 def test_a_referral_kept_only_in_p1_is_left_to_p1(world: World) -> None:
-    visit = world.visit(STRANGER, product="jcovden")
+    visit = world.visit(STRANGER, product="jcovden", checked_in=True)
     body = CompleteRequest(product="jcovden", lot_number="XD-1234")
     world.service.complete(STAFF, visit.appointment_id, body, NOW)
     assert world.store.data(REFERRALS, visit.referral_id) is None
@@ -370,7 +375,7 @@ def test_completion_refusals_write_nothing(world: World, product, when, error) -
 
 
 def test_two_desks_completing_one_visit_record_it_once(world: World) -> None:
-    visit = world.visit(ADULT, product="jcovden")
+    visit = world.visit(ADULT, product="jcovden", checked_in=True)
     body = CompleteRequest(product="jcovden", lot_number="XD-1234")
     before_next_commit(
         world.store, lambda: world.service.complete(ADMIN, visit.appointment_id, body, NOW)
@@ -383,7 +388,7 @@ def test_two_desks_completing_one_visit_record_it_once(world: World) -> None:
 
 
 def test_completion_during_an_outage_writes_nothing(world: World) -> None:
-    visit = world.visit(ADULT, product="jcovden")
+    visit = world.visit(ADULT, product="jcovden", checked_in=True)
     before = frozen(world.store)
     world.store.fail_next_commits = 1
     with pytest.raises(gexc.ServiceUnavailable):
@@ -391,6 +396,53 @@ def test_completion_during_an_outage_writes_nothing(world: World) -> None:
             STAFF, visit.appointment_id, CompleteRequest(product="jcovden", lot_number="X-1"), NOW
         )
     assert world.store.documents == before and world.store.published == []
+
+
+def test_completion_needs_a_check_in_first(world: World) -> None:
+    visit = world.visit(ADULT, product="jcovden")
+    body = CompleteRequest(product="jcovden", lot_number="XD-1234")
+    before = frozen(world.store)
+    with pytest.raises(CheckInRequiredError) as refused:
+        world.service.complete(STAFF, visit.appointment_id, body, NOW)
+    assert refused.value.code == "check_in_required" and refused.value.http_status == 409
+    assert world.store.documents == before and world.store.published == []
+    world.service.check_in(STAFF, visit.appointment_id, CheckInRequest(pesel=ADULT), NOW)
+    response = world.service.complete(STAFF, visit.appointment_id, body, NOW)
+    assert response.body["appointment"]["status"] == "completed"
+    assert response.body["appointment"]["checked_in"] is True
+    assert response.body["appointment"]["check_in_override_reason"] is None
+    assert len(world.audits("visit.complete")) == 1
+    assert world.audits("visit.complete_without_check_in") == []
+
+
+def test_completion_without_a_check_in_is_an_audited_override_with_its_reason(
+    world: World,
+) -> None:
+    visit = world.visit(ADULT, product="jcovden")
+    reason = "patient has no identity document; known to the nurse"
+    body = CompleteRequest(product="jcovden", lot_number="XD-1234", check_in_override_reason=reason)
+    response = world.service.complete(STAFF, visit.appointment_id, body, NOW)
+    assert response.body["appointment"]["status"] == "completed"
+    assert response.body["appointment"]["checked_in"] is False
+    assert response.body["appointment"]["check_in_override_reason"] == reason
+    assert world.store.commits == 1
+    assert world.appointment(visit.appointment_id)["check_in_override_reason"] == reason
+    [entry] = world.audits("visit.complete_without_check_in")
+    assert entry["details"] == {"check_in_override_reason": reason}
+    assert entry["appointment_ids"] == [visit.appointment_id] and entry["actor_uid"] == STAFF.uid
+    assert world.audits("visit.complete") == []
+    listed = world.service.day_list(STAFF, POINT, TODAY, NOW)
+    assert listed["visits"][0]["check_in_override_reason"] == reason
+
+
+def test_an_override_reason_is_not_recorded_for_a_visit_that_was_checked_in(
+    world: World,
+) -> None:
+    visit = world.visit(ADULT, product="jcovden", checked_in=True)
+    body = CompleteRequest(product="jcovden", lot_number="XD-1", check_in_override_reason="n/a")
+    response = world.service.complete(STAFF, visit.appointment_id, body, NOW)
+    assert response.body["appointment"]["check_in_override_reason"] is None
+    assert len(world.audits("visit.complete")) == 1
 
 
 # -- no-show --------------------------------------------------------------------------------
@@ -425,6 +477,13 @@ def test_no_show_frees_the_dose_and_cancels_dose_two_through_a_delta(world: Worl
     )
     assert response.body["appointment"]["status"] == "no_show"
     assert response.body["appointment"]["cancelled_linked_appointment_id"] == dose2.appointment_id
+    # The staff are told what happened to dose 2 (the patient gets the cancellation's SMS).
+    assert response.body["appointment"]["second_dose"] == {
+        "outcome": "cancelled",
+        "appointment_id": dose2.appointment_id,
+        "starts_at": dose2.starts_at.isoformat(),
+        "point_id": POINT,
+    }
     assert world.store.commits == 1
     assert world.appointment(dose1.appointment_id)["no_show_note"] == "did not come"
     cancelled = world.appointment(dose2.appointment_id)
@@ -460,11 +519,23 @@ def test_no_show_rereads_dose_two_cancelled_meanwhile(world: World) -> None:
     before_next_commit(world.store, patient_cancels_dose_two)
     response = world.service.no_show(STAFF, dose1.appointment_id, NoShowRequest(), NOW)
     assert response.body["appointment"]["cancelled_linked_appointment_id"] is None
+    assert response.body["appointment"]["second_dose"] == {"outcome": "not_booked"}
     assert world.units.attempts == 2 and world.store.commits == 1
     assert "cancel_reason" not in world.appointment(dose2.appointment_id)
     assert world.store.collection(AVAILABILITY_DELTAS) == {}  # the patient's cancel freed it
     [no_show] = world.store.published
     assert isinstance(no_show, AppointmentNoShow)
+
+
+def test_a_no_show_of_a_single_dose_or_a_dose_two_says_there_is_no_dose_two(
+    world: World,
+) -> None:
+    single = world.visit(ADULT, start=time(8, 0), product="jcovden")
+    answer = world.service.no_show(STAFF, single.appointment_id, NoShowRequest(), NOW)
+    assert answer.body["appointment"]["second_dose"] == {"outcome": "not_applicable"}
+    dose2 = world.visit(ADULT_2, start=time(8, 0), product="comirnaty", dose_number=2, seat=1)
+    answer = world.service.no_show(STAFF, dose2.appointment_id, NoShowRequest(), NOW)
+    assert answer.body["appointment"]["second_dose"] == {"outcome": "not_applicable"}
 
 
 def test_no_show_during_an_outage_writes_nothing(world: World) -> None:

@@ -12,3 +12,8 @@ output "functions" {
   description = "Functions named by x-function in api/openapi.yaml."
   value       = sort(tolist(local.x_functions))
 }
+
+output "gateway_id" {
+  description = "Id of the gateway (the edge's serverless NEG points at it)."
+  value       = google_api_gateway_gateway.this.gateway_id
+}

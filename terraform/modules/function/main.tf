@@ -14,6 +14,8 @@ locals {
     pubsub_push = "ALLOW_INTERNAL_ONLY"
     scheduled   = "ALLOW_INTERNAL_ONLY"
     tasks       = "ALLOW_INTERNAL_ONLY"
+    # Identity Platform's calls do not count as internal traffic; the JWT authenticates them.
+    identity_blocking = "ALLOW_ALL"
   }[var.trigger]
 }
 
@@ -123,4 +125,11 @@ resource "google_cloud_run_v2_service_iam_member" "invoker" {
   name     = google_cloudfunctions2_function.this.service_config[0].service
   role     = "roles/run.invoker"
   member   = each.value
+
+  lifecycle {
+    precondition {
+      condition     = each.value != "allUsers" || var.trigger == "identity_blocking"
+      error_message = "Only Identity Platform's blocking function is invokable by allUsers."
+    }
+  }
 }

@@ -19,11 +19,11 @@ variable "name" {
 }
 
 variable "trigger" {
-  description = "How it is invoked: http (API Gateway), pubsub_push (push subscription), scheduled (Cloud Scheduler) or tasks (Cloud Tasks, OIDC as the tasks invoker)."
+  description = "How it is invoked: http (API Gateway), pubsub_push (push subscription), scheduled (Cloud Scheduler), tasks (Cloud Tasks, OIDC as the tasks invoker) or identity_blocking (Identity Platform, JWT-authenticated)."
   type        = string
   validation {
-    condition     = contains(["http", "pubsub_push", "scheduled", "tasks"], var.trigger)
-    error_message = "trigger must be http, pubsub_push, scheduled or tasks."
+    condition     = contains(["http", "pubsub_push", "scheduled", "tasks", "identity_blocking"], var.trigger)
+    error_message = "trigger must be http, pubsub_push, scheduled, tasks or identity_blocking."
   }
 }
 
@@ -109,9 +109,9 @@ variable "project_roles" {
   default     = []
   validation {
     condition = alltrue([for r in var.project_roles :
-      startswith(r, "roles/") && !contains(["roles/owner", "roles/editor"], r) && !endswith(lower(r), "admin")
+      (startswith(r, "roles/") || can(regex("^projects/[a-z0-9-]+/roles/[A-Za-z0-9_.]+$", r))) && !contains(["roles/owner", "roles/editor"], r) && !endswith(lower(r), "admin")
     ])
-    error_message = "project_roles must be roles/... and never roles/owner, roles/editor or an admin role."
+    error_message = "project_roles must be roles/... or a project's custom role, and never roles/owner, roles/editor or an admin role."
   }
 }
 
@@ -137,6 +137,14 @@ variable "environment" {
   description = "Extra environment variables."
   type        = map(string)
   default     = {}
+  validation {
+    # Emulator mode and emulator hosts are the local stack's alone (common/config.py): with
+    # FIREBASE_AUTH_EMULATOR_HOST firebase-admin would accept unsigned ID tokens.
+    condition = alltrue([for k in keys(var.environment) :
+      k != "LOCAL_STACK" && !endswith(k, "_EMULATOR_HOST") && !startswith(k, "CLOCK_")
+    ])
+    error_message = "A deployed function never gets LOCAL_STACK, an *_EMULATOR_HOST or a CLOCK_* variable."
+  }
 }
 
 variable "invokers" {
@@ -144,8 +152,9 @@ variable "invokers" {
   type        = map(string)
   default     = {}
   validation {
-    condition     = alltrue([for m in values(var.invokers) : !contains(["allUsers", "allAuthenticatedUsers"], m)])
-    error_message = "A function is never invokable by allUsers or allAuthenticatedUsers."
+    # allUsers only for Identity Platform's blocking function (a precondition checks the trigger).
+    condition     = alltrue([for m in values(var.invokers) : m != "allAuthenticatedUsers"])
+    error_message = "A function is never invokable by allAuthenticatedUsers (allUsers: the blocking function only)."
   }
 }
 

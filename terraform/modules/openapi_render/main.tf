@@ -4,7 +4,8 @@
 # gateway use. The gateway gets a Swagger 2.0 *routing* document rendered from it here: every
 # path and method of the source, `x-function: <name>` replaced by `x-google-backend` (address =
 # the function's URL, APPEND_PATH_TO_ADDRESS, deadline = the function's timeout), path
-# parameters declared, and Firebase / Identity Platform ID tokens validated at the edge.
+# parameters declared, and Firebase / Identity Platform ID tokens validated at the edge (for
+# every operation but those declaring `security: []`: the SMS webhook, signed by its caller).
 # Request bodies and query parameters are validated by the functions (pydantic), so schemas are
 # not repeated here. Swagger 2.0 because it is the long-standing, GA form of API Gateway's
 # extensions (x-google-backend as an object, x-google-issuer...); API Gateway's OpenAPI 3
@@ -24,7 +25,9 @@ locals {
           for name in flatten(regexall("\\{([^}/]+)\\}", path)) :
           { name = name, in = "path", required = true, type = "string" }
         ]
-        security = [{ firebase = [] }]
+        # Every operation checks the caller's ID token at the edge, except one that says
+        # `security: []` (the SMS provider's webhook: signed by the provider, no ID token).
+        security = length(try(op.security, ["default"])) == 0 ? [] : [{ firebase = [] }]
         "x-google-backend" = {
           address          = try(var.backends[op["x-function"]].uri, "https://undeployed.invalid")
           path_translation = "APPEND_PATH_TO_ADDRESS"

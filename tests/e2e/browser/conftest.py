@@ -5,7 +5,12 @@ emulators tests/conftest.py starts (each test has its own project). Chromium is 
 (/usr/bin/chromium, `apt-get install chromium`): `playwright install` is never needed. Without
 Chromium or the playwright package the tests skip, saying why.
 
-UPDATE_SCREENSHOTS=1 saves the main screens to docs/screenshots/ (viewport 1280x800).
+UPDATE_SCREENSHOTS=1 saves the main screens to docs/screenshots/ (viewport 1280x800, and
+390x844 for the phone versions).
+
+axe-core (tests/e2e/browser/package.json, locked) is injected into the pages by Playwright:
+it comes from npm once (`npm ci` here, which `make test` runs), never from the network at
+test time.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -43,6 +49,9 @@ CHROMIUM_ARGS = [
     "--lang=pl-PL",  # date and time fields in the Polish format
 ]
 VIEWPORT = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+TOOLING = Path(__file__).resolve().parent
+AXE_JS = TOOLING / "node_modules" / "axe-core" / "axe.min.js"
 DEMO_POINTS = 4  # pt-00001 (Wrocław, the demo staff's point) and three in other cities
 DEMO_PATIENTS = 8
 
@@ -108,9 +117,18 @@ class WebStack:
     now: datetime
     db: Any
     requests: list[str] = field(default_factory=list)
+    # The stack's clock (wiring.now): `now` until a test moves it (move_to).
+    clock: list[datetime] = field(default_factory=list)
 
     def token(self, uid: str) -> str:
         return self.tokens[uid]["token"]
+
+    def move_to(self, moment: datetime) -> None:
+        """Move the stack's clock (every function reads wiring.now) to `moment`."""
+        self.clock[0] = moment
+
+    def current(self) -> datetime:
+        return self.clock[0]
 
 
 @pytest.fixture(scope="session")
@@ -145,8 +163,9 @@ def web_stack(
     from emulator.seed.users import demo_tokens
 
     now = datetime.combine(today_warsaw(), time(6, 0), tzinfo=WARSAW)
+    clock = [now]  # a test may move it (WebStack.move_to): the opening's waiting room does
     monkeypatch.setattr(wiring, "publisher", _no_publisher)  # events stay in the outbox
-    monkeypatch.setattr(wiring, "now", lambda: now)
+    monkeypatch.setattr(wiring, "now", lambda: clock[0])
     wiring.reset()
     db = firestore_client(project)
     seed_demo(
@@ -160,7 +179,7 @@ def web_stack(
     served.clear()
     served.update(demo_tokens(project))
     try:
-        yield WebStack(url, project, dict(served), now, db)
+        yield WebStack(url, project, dict(served), now, db, clock=clock)
     finally:
         served.clear()
 
@@ -182,3 +201,67 @@ def screenshot(page: Any, name: str) -> None:
         return
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=False)
+
+
+# -- accessibility (axe-core) and phone width --------------------------------------------------
+
+
+@functools.cache
+def axe_source() -> str | None:
+    """axe-core's script, installed from the lock file by npm if it is not there yet."""
+    if not AXE_JS.exists() and shutil.which("npm"):
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
+            cwd=TOOLING,
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+    return AXE_JS.read_text(encoding="utf-8") if AXE_JS.exists() else None
+
+
+@pytest.fixture(scope="module")
+def axe() -> str:
+    source = axe_source()
+    if source is None:
+        pytest.skip("axe-core is not installed (npm ci --prefix tests/e2e/browser)")
+    return source
+
+
+_AXE_RUN = """async () => {
+  const result = await axe.run(document, {resultTypes: ['violations']});
+  return result.violations.map((v) => ({
+    id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.slice(0, 5).map((n) => n.target.join(' ')),
+  }));
+}"""
+
+
+def assert_accessible(page: Any, source: str, where: str) -> None:
+    """axe-core finds no violation on the page as it is now (open dialogs included)."""
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.add_script_tag(content=source)
+    violations = page.evaluate(_AXE_RUN)
+    assert violations == [], f"{where}: {violations}"
+
+
+_OVERFLOW = """() => {
+  const width = document.documentElement.clientWidth;
+  const over = [];
+  for (const node of document.querySelectorAll('body *')) {
+    if (node.closest('dialog:not([open])')) continue;
+    const r = node.getBoundingClientRect();
+    if (r.width <= 1 || r.height <= 1) continue;  // visually hidden, empty
+    if (r.right > width + 0.5) {
+      const name = `${node.tagName.toLowerCase()}#${node.id}.${node.className}`;
+      over.push(`${name} right=${Math.round(r.right)}`);
+    }
+  }
+  return {width, scroll: document.documentElement.scrollWidth, over: over.slice(0, 8)};
+}"""
+
+
+def assert_fits_the_width(page: Any, where: str) -> None:
+    """Nothing sticks out to the right: no horizontal scrolling, on the page or in a box."""
+    found = page.evaluate(_OVERFLOW)
+    assert found["scroll"] <= found["width"] and found["over"] == [], f"{where}: {found}"

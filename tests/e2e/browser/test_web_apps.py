@@ -2,7 +2,8 @@
 
 Each test logs in on the landing page as a demo user (the token goes to sessionStorage), then
 works only through the page: clicks, keyboard, forms. A booking "from elsewhere" is made with
-a plain HTTP call, the way the portal would make it.
+a plain HTTP call, the way the portal would make it. axe-core checks every screen these tests
+reach (tests/e2e/browser/conftest.py), and the phone test checks each app at 390x844.
 """
 
 from __future__ import annotations
@@ -10,21 +11,34 @@ from __future__ import annotations
 import json
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
+from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
 
 from common.adapters.firestore_store import APPOINTMENTS, VACCINATIONS
 from emulator.seed.users import DEMO_USERS
-from tests.e2e.browser.conftest import WebStack, screenshot
+from tests.e2e.browser.conftest import (
+    PHONE,
+    ROOT,
+    WebStack,
+    assert_accessible,
+    assert_fits_the_width,
+    screenshot,
+)
+from tests.support.points import audits, seed_visit
 
 pytestmark = [pytest.mark.emulators, pytest.mark.browser]
 
 PESEL = {u.uid: u.pesel for u in DEMO_USERS if u.pesel}
 STAFF_POINT = "pt-00001"
+STAFF_POINT_NAME = "Szpital Miejski we Wrocławiu"  # the demo data's pt-00001
 STAFF_POINT_POSTCODE = "50-444"  # pt-00001 of the demo data is in Wrocław
+WROCLAW = {"latitude": 51.1079, "longitude": 17.0385}
+ADULT_PRODUCTS = ["Comirnaty", "Spikevax", "Vaxzevria", "Jcovden", "Nuvaxovid"]
 
 
 def expect(target: Any) -> Any:
@@ -73,19 +87,92 @@ def assert_no_pesel_leaked(page: Any, stack: WebStack, pesels: list[str]) -> Non
         assert pesel not in storage
 
 
+def publish_today(stack: WebStack, opens: str, closes: str, minutes: int, seats: int) -> None:
+    day = stack.now.date()
+    status, body = http(
+        stack,
+        "POST",
+        f"/v1/points/{STAFF_POINT}/calendar/publish",
+        "staff-1",
+        {
+            "date_from": day.isoformat(),
+            "date_to": day.isoformat(),
+            "weekdays": list(range(7)),
+            "opens": opens,
+            "closes": closes,
+            "slot_minutes": minutes,
+            "capacity": seats,
+            "product": "comirnaty",
+        },
+    )
+    assert status == 200, body
+
+
+def parse_ics(text: str) -> list[dict[str, str]]:
+    """RFC 5545, strictly enough for a test: CRLF lines of at most 75 octets, unfolded, and
+    the events' properties (name without parameters -> value)."""
+    assert text.endswith("\r\n") and "\n" not in text.replace("\r\n", "")
+    raw = text.split("\r\n")[:-1]
+    for line in raw:
+        assert len(line.encode("utf-8")) <= 75, line
+    lines: list[str] = []
+    for line in raw:
+        if line.startswith((" ", "\t")):
+            lines[-1] += line[1:]
+        else:
+            lines.append(line)
+    assert lines[0] == "BEGIN:VCALENDAR" and lines[-1] == "END:VCALENDAR"
+    assert "VERSION:2.0" in lines and any(line.startswith("PRODID:") for line in lines)
+    events: list[dict[str, str]] = []
+    current: dict[str, str] | None = None
+    depth = 0
+    for line in lines[1:-1]:
+        name, _, value = line.partition(":")
+        name = name.split(";")[0]
+        if line == "BEGIN:VEVENT":
+            current = {}
+        elif line == "END:VEVENT":
+            assert current is not None
+            events.append(current)
+            current = None
+        elif line.startswith("BEGIN:"):
+            depth += 1
+        elif line.startswith("END:"):
+            depth -= 1
+        elif current is not None and depth == 0:
+            current[name] = value
+    return events
+
+
+def utc_stamp(moment: Any) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def data_url_text(href: str) -> str:
+    head, _, payload = href.partition(",")
+    assert head == "data:text/calendar;charset=utf-8", head
+    return urllib.parse.unquote(payload)
+
+
 # -- the staff member ---------------------------------------------------------------------------
 
 
-def test_staff_publishes_a_day_sees_a_booking_arrive_and_completes_the_visit(
-    page: Any, web_stack: WebStack
+def test_staff_sees_the_point_checks_in_before_completing_and_learns_about_dose_two(
+    page: Any, web_stack: WebStack, axe: str
 ) -> None:
     day = web_stack.now.date()
     log_in(page, web_stack, "staff-1")
     expect(page).to_have_url(re.compile(r"/staff\.html$"))
-    expect(page.get_by_role("heading", level=1)).to_contain_text(STAFF_POINT)
-    expect(page.locator("#who")).to_contain_text("Staff of point pt-00001")
-    # Today has no slots yet: the demo calendar starts tomorrow.
-    expect(page.locator("#day-empty")).to_be_visible()
+    # The point's name and address head the page, not its id; the header is all Polish.
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        f"Punkt szczepień: {STAFF_POINT_NAME}"
+    )
+    expect(page.locator("#point-address")).to_contain_text("50-444 Wrocław")
+    expect(page.locator("#who")).to_have_text("Zalogowano: Personel punktu pt-00001")
+    # Every product list offers the point's two products, not the catalogue's six.
+    for select in ("#pub-product", "#add-product", "#walkin-product", "#complete-product"):
+        expect(page.locator(f"{select} option")).to_have_text(["Comirnaty", "Vaxzevria"])
+    expect(page.locator("#day-empty")).to_be_visible()  # the demo calendar starts tomorrow
 
     # Publish today, 08:00-10:00, 30-minute slots of 2 seats.
     publish = page.locator("#publish")
@@ -104,34 +191,34 @@ def test_staff_publishes_a_day_sees_a_booking_arrive_and_completes_the_visit(
     expect(first.locator("td").nth(3)).to_have_text("0")  # booked
     expect(first.locator("td").nth(4)).to_have_text("2")  # free
 
-    # A patient books 08:00 through the API (the portal, elsewhere).
-    slot_id = f"{STAFF_POINT}_{day:%Y%m%d}_0800_comirnaty"
-    status, body = http(web_stack, "POST", "/v1/appointments", "patient-anna", {"slot_id": slot_id})
-    assert status == 201, body
-    appointment_id = body["appointments"][0]["appointment_id"]
+    # Two patients book through the API (the portal, elsewhere): 08:00 and 08:30.
+    booked = {}
+    for uid, start in (("patient-anna", "0800"), ("patient-ewa", "0830")):
+        slot_id = f"{STAFF_POINT}_{day:%Y%m%d}_{start}_comirnaty"
+        status, body = http(web_stack, "POST", "/v1/appointments", uid, {"slot_id": slot_id})
+        assert status == 201, body
+        booked[uid] = body["appointments"][0]["appointment_id"]
 
-    # Refresh the calendar: one seat booked, one free.
     page.locator("#week-form").get_by_role("button", name="Pokaż", exact=True).click()
     expect(first.locator("td").nth(3)).to_have_text("1")
     expect(first.locator("td").nth(4)).to_have_text("1")
-    today_row = page.locator("#week-table tbody tr.selected")
-    expect(today_row.locator("td").nth(0)).to_have_text("4")  # slots
-    expect(today_row.locator("td").nth(2)).to_have_text("1")  # booked
     first.scroll_into_view_if_needed()
     screenshot(page, "staff-calendar")
+    assert_accessible(page, axe, "staff: calendar")
 
-    # The day's visits: the booking is there, with a masked PESEL only.
+    # The day's visits: masked PESELs; before a check-in there is nothing to complete.
     page.get_by_role("button", name="Pokaż wizyty").click()
-    visit = page.locator(f'#visits-table tr[data-appointment="{appointment_id}"]')
-    masked = PESEL["patient-anna"][:6] + "*****"
-    expect(visit).to_contain_text(masked)
+    visit = page.locator(f'#visits-table tr[data-appointment="{booked["patient-anna"]}"]')
+    expect(visit).to_contain_text(PESEL["patient-anna"][:6] + "*****")
     expect(visit).to_contain_text("zarezerwowana")
+    expect(visit.get_by_role("button", name=re.compile("^Zakończ wizytę"))).to_have_count(0)
     assert PESEL["patient-anna"] not in page.content()
 
     # Check-in: a mistyped PESEL is caught before any call, the right one checks in.
     visit.get_by_role("button", name=re.compile("^Zarejestruj przybycie")).click()
     dialog = page.locator("#checkin-dialog")
     expect(dialog).to_be_visible()
+    assert_accessible(page, axe, "staff: check-in dialog")
     wrong = PESEL["patient-anna"][:-1] + str((int(PESEL["patient-anna"][-1]) + 1) % 10)
     dialog.get_by_label("PESEL z dowodu osobistego pacjenta").fill(wrong)
     dialog.get_by_role("button", name="Zarejestruj przybycie").click()
@@ -142,46 +229,78 @@ def test_staff_publishes_a_day_sees_a_booking_arrive_and_completes_the_visit(
     expect(page.locator("#status")).to_contain_text("Zarejestrowano przybycie")
     expect(visit).to_contain_text("pacjent na miejscu")
 
-    # Complete: product and lot number (typed in lower case, sent in upper case).
+    # Complete: product (the point's) and lot number (typed in lower case, sent in upper).
     visit.get_by_role("button", name=re.compile("^Zakończ wizytę")).click()
     dialog = page.locator("#complete-dialog")
     expect(dialog.get_by_label("Szczepionka")).to_have_value("comirnaty")
+    expect(dialog.locator("#override-fields")).to_be_hidden()
     dialog.get_by_label("Numer serii").fill("ff1234")
     screenshot(page, "staff-complete-dialog")
+    assert_accessible(page, axe, "staff: complete dialog")
     dialog.get_by_role("button", name="Zakończ wizytę").click()
     expect(dialog).to_be_hidden()
     expect(visit.locator(".visit-status")).to_have_text("zakończona — szczepienie podane")
     expect(visit.get_by_role("button")).to_have_count(0)
+    # The calendar follows: the visit's seat still counts as booked (a completed visit).
+    stored = web_stack.db.collection(APPOINTMENTS).document(booked["patient-anna"]).get()
+    assert stored.to_dict()["status"] == "completed" and stored.to_dict()["lot_number"] == "FF1234"
+    assert stored.to_dict()["checked_in_at"] is not None
+    given = web_stack.db.collection(VACCINATIONS).document(booked["patient-anna"]).get().to_dict()
+    assert given["dose"]["product_code"] == "comirnaty" and given["point_id"] == STAFF_POINT
+
+    # No identity document: completing without a check-in needs a reason, and is audited.
+    other = page.locator(f'#visits-table tr[data-appointment="{booked["patient-ewa"]}"]')
+    other.get_by_role("button", name=re.compile("^Zarejestruj przybycie")).click()
+    dialog = page.locator("#checkin-dialog")
+    dialog.get_by_text("Pacjent nie ma dokumentu tożsamości?").click()
+    dialog.get_by_role("button", name="Zakończ wizytę bez potwierdzenia tożsamości…").click()
+    complete = page.locator("#complete-dialog")
+    expect(complete.get_by_role("heading")).to_have_text(
+        "Zapisz szczepienie bez potwierdzenia tożsamości"
+    )
+    complete.get_by_label("Numer serii").fill("FF1235")
+    complete.get_by_role("button", name="Zakończ wizytę").click()
+    expect(complete.locator(".dialog-error")).to_contain_text("Podaj powód")
+    reason = "Pacjentka bez dokumentu, znana personelowi"
+    complete.get_by_label(re.compile("^Powód zakończenia bez potwierdzenia")).fill(reason)
+    complete.get_by_role("button", name="Zakończ wizytę").click()
+    expect(complete).to_be_hidden()
+    expect(page.locator("#status")).to_contain_text("bez potwierdzenia tożsamości")
+    expect(other.locator(".visit-status")).to_have_text("zakończona bez potwierdzenia tożsamości")
+    [entry] = audits(web_stack.db, "visit.complete_without_check_in")
+    assert entry["details"] == {"check_in_override_reason": reason}
     visit.scroll_into_view_if_needed()
     screenshot(page, "staff-visits")
 
-    stored = web_stack.db.collection(APPOINTMENTS).document(appointment_id).get().to_dict()
-    assert stored["status"] == "completed" and stored["lot_number"] == "FF1234"
-    assert stored["checked_in_at"] is not None
-    given = web_stack.db.collection(VACCINATIONS).document(appointment_id).get().to_dict()
-    assert given["dose"]["product_code"] == "comirnaty" and given["point_id"] == STAFF_POINT
-    assert_no_pesel_leaked(page, web_stack, [PESEL["patient-anna"]])
+    # Yesterday's no-show of dose 1: the answer says dose 2 was cancelled, and when.
+    yesterday = day - timedelta(days=1)
+    dose2 = seed_visit(
+        web_stack.db, PESEL["patient-jan"], point=STAFF_POINT, day=day + timedelta(days=34),
+        product="comirnaty", dose_number=2,
+    )  # fmt: skip
+    dose1 = seed_visit(
+        web_stack.db, PESEL["patient-jan"], point=STAFF_POINT, day=yesterday,
+        product="comirnaty", linked=dose2,
+    )  # fmt: skip
+    web_stack.db.collection(APPOINTMENTS).document(dose2).update({"linked_appointment_id": dose1})
+    page.locator("#visits-date").fill(yesterday.isoformat())
+    page.get_by_role("button", name="Pokaż wizyty").click()
+    missed = page.locator(f'#visits-table tr[data-appointment="{dose1}"]')
+    missed.get_by_role("button", name=re.compile("^Nie przyszedł")).click()
+    dialog = page.locator("#noshow-dialog")
+    expect(dialog.locator("#noshow-effect")).to_contain_text("odwoła też zarezerwowaną dawkę 2")
+    dialog.get_by_role("button", name="Nie przyszedł").click()
+    expect(page.locator("#status")).to_contain_text("Dawka 2 tego pacjenta")
+    expect(page.locator("#status")).to_contain_text("została odwołana")
+    assert web_stack.db.collection(APPOINTMENTS).document(dose2).get().to_dict()["status"] == (
+        "cancelled"
+    )
+    assert_no_pesel_leaked(page, web_stack, [PESEL["patient-anna"], PESEL["patient-jan"]])
 
 
 def test_staff_blocks_a_slot_and_sees_the_displaced_visit(page: Any, web_stack: WebStack) -> None:
     day = web_stack.now.date()
-    status, body = http(
-        web_stack,
-        "POST",
-        f"/v1/points/{STAFF_POINT}/calendar/publish",
-        "staff-1",
-        {
-            "date_from": day.isoformat(),
-            "date_to": day.isoformat(),
-            "weekdays": list(range(7)),
-            "opens": "11:00",
-            "closes": "11:15",
-            "slot_minutes": 15,
-            "capacity": 1,
-            "product": "comirnaty",
-        },
-    )
-    assert status == 200, body
+    publish_today(web_stack, "11:00", "11:15", 15, 1)
     slot_id = f"{STAFF_POINT}_{day:%Y%m%d}_1100_comirnaty"
     status, body = http(web_stack, "POST", "/v1/appointments", "patient-jan", {"slot_id": slot_id})
     assert status == 201, body
@@ -203,8 +322,8 @@ def test_staff_blocks_a_slot_and_sees_the_displaced_visit(page: Any, web_stack: 
 # -- the hotline agent --------------------------------------------------------------------------
 
 
-def test_agent_finds_a_patient_and_books_moves_and_cancels_for_them(
-    page: Any, web_stack: WebStack
+def test_agent_books_after_a_review_moves_and_cancels_and_the_screen_keeps_up(
+    page: Any, web_stack: WebStack, axe: str
 ) -> None:
     pesel = PESEL["patient-jan"]
     log_in(page, web_stack, "agent-1")
@@ -230,25 +349,44 @@ def test_agent_finds_a_patient_and_books_moves_and_cancels_for_them(
     expect(patient.get_by_role("heading", level=2)).to_contain_text(pesel[:6] + "*****")
     expect(page.locator("#referrals-table")).to_contain_text("aktywne")
     expect(page.locator("#appointments-table")).to_contain_text("Brak wizyt.")
+    # Only the caller's vaccines (an adult: not the children's one), none "any".
+    expect(page.locator("#search-product option")).to_have_text(ADULT_PRODUCTS)
+    expect(page.locator("#product-hint")).to_contain_text("2 dawki")
 
-    # Slots near the caller's postcode; book the nearest point's first one.
+    # Slots near the caller's postcode; the review before booking names both doses.
     search = page.locator("#search")
     search.get_by_label("Kod pocztowy").fill(STAFF_POINT_POSTCODE)
     search.get_by_label("Szczepionka").select_option("comirnaty")
     search.get_by_role("button", name="Szukaj").click()
     nearest = page.locator("#results article").first
     expect(nearest).to_have_attribute("data-point", STAFF_POINT)
+    expect(nearest).to_contain_text("50-444 Wrocław")
     screenshot(page, "agent-search")
+    assert_accessible(page, axe, "agent: search results")
     first_slot = nearest.locator("button.slot-button").first
     slot_id = first_slot.get_attribute("data-slot")
     first_slot.click()
+    review = page.locator("#review-dialog")
+    expect(review).to_be_visible()
+    expect(review.locator(".review-dose1")).not_to_be_empty()
+    expect(review.locator(".review-dose2")).not_to_be_empty()
+    expect(review).to_contain_text(STAFF_POINT_NAME)
+    expect(review).to_contain_text("rezerwujesz teraz obie dawki")
+    screenshot(page, "agent-review")
+    assert_accessible(page, axe, "agent: review dialog")
+    review.get_by_role("button", name="Zarezerwuj").click()
     expect(page.locator("#status")).to_contain_text("Zarezerwowano")
+    expect(page.locator("#status")).to_contain_text("Numer rezerwacji")
     booked = page.locator("#appointments-table tbody tr.status-booked")
-    expect(booked).to_have_count(2)  # Comirnaty: both doses
-    expect(booked.first).to_contain_text(STAFF_POINT)
+    expect(booked).to_have_count(2)  # Comirnaty: both doses, at a named place
+    expect(booked.first).to_contain_text(STAFF_POINT_NAME)
+    expect(booked.first).not_to_contain_text(STAFF_POINT)
+    # The results follow: no more "Book" for a patient who has this dose booked.
+    expect(page.locator("#results button.slot-button")).to_have_count(0)
+    expect(page.locator("#search-for")).to_contain_text("ma już wizytę")
     patient.scroll_into_view_if_needed()
     screenshot(page, "agent-patient")
-
+    assert_accessible(page, axe, "agent: the patient with a booking")
     stored = [
         s.to_dict()
         for s in web_stack.db.collection(APPOINTMENTS).where(filter=_slot_is(slot_id)).stream()
@@ -257,35 +395,47 @@ def test_agent_finds_a_patient_and_books_moves_and_cancels_for_them(
         ("hotline", "booked", 1)
     ]
 
-    # Move dose 1 to another time at the same point.
+    # Move dose 1 to another time at the same point, through the day view and a review.
     booked.first.get_by_role("button", name=re.compile("^Przenieś")).click()
     expect(page.locator("#move-banner")).to_be_visible()
-    nearest.get_by_role("button", name=re.compile("^Więcej terminów")).click()
-    other = nearest.locator("button.slot-button", has_text="Przenieś tutaj").nth(3)
+    search.get_by_role("button", name="Szukaj").click()
+    nearest.get_by_role("button", name=re.compile("^Wybierz dzień i godzinę")).click()
+    other = nearest.locator(".day-view button.slot-button", has_text="Przenieś tutaj").nth(3)
     new_slot = other.get_attribute("data-slot")
     other.click()
+    expect(review).to_contain_text("Obecny termin")
+    review.get_by_role("button", name="Przenieś wizytę").click()
     expect(page.locator("#status")).to_contain_text("Przeniesiono")
     expect(page.locator("#move-banner")).to_be_hidden()
+    expect(page.locator("#results button.slot-button")).to_have_count(0)  # no stale "Move here"
     moved = web_stack.db.collection(APPOINTMENTS).where(filter=_slot_is(new_slot)).stream()
     assert [a.to_dict()["status"] for a in moved] == ["booked"]
 
-    # Cancel (dose 1 takes dose 2 with it), with a reason.
+    # Cancel (dose 1 takes dose 2 with it): the dialog says so, and starts on "keep".
     page.locator("#appointments-table tbody tr.status-booked").first.get_by_role(
         "button", name=re.compile("^Odwołaj")
     ).click()
     dialog = page.locator("#cancel-dialog")
+    expect(dialog.locator("#cancel-effect")).to_contain_text("odwołuje też dawkę 2")
+    expect(dialog.get_by_role("button", name="Nie odwołuj")).to_be_focused()
     expect(dialog.get_by_label("Powód (zapisywany w dzienniku dostępu)")).to_have_value(
         "Pacjent dzwoni na infolinię"
     )
+    assert_accessible(page, axe, "agent: cancel dialog")
     dialog.get_by_role("button", name="Odwołaj wizytę").click()
-    expect(page.locator("#status")).to_contain_text("Odwołano wizyty (liczba: 2)")
+    expect(page.locator("#status")).to_contain_text("Odwołano")
+    expect(page.locator("#status")).to_contain_text(STAFF_POINT_NAME)
     expect(page.locator("#appointments-table tbody tr.status-booked")).to_have_count(0)
     assert_no_pesel_leaked(page, web_stack, [pesel])
 
-    # End of call: the PESEL is gone from the page.
+    # End of call: nothing of the caller stays, the postcode and the results neither.
     page.get_by_role("button", name="Zakończ rozmowę (wyczyść dane)").click()
     expect(page.locator("#lookup-pesel")).to_have_value("")
+    expect(page.locator("#search-postcode")).to_have_value("")
+    expect(page.locator("#results article")).to_have_count(0)
+    expect(page.locator("#patient")).to_be_hidden()
     assert pesel not in page.content()
+    assert STAFF_POINT_POSTCODE not in page.locator("#search").inner_html()
 
 
 def test_agent_keeps_the_callback_list(page: Any, web_stack: WebStack) -> None:
@@ -339,27 +489,252 @@ def test_agent_keeps_the_callback_list(page: Any, web_stack: WebStack) -> None:
 # -- the patient --------------------------------------------------------------------------------
 
 
-def test_patient_finds_a_slot_nearby_books_and_cancels(
-    page: Any, web_stack: WebStack, browser_context: Any
+def test_patient_books_in_three_steps_moves_dose_two_and_cancels(
+    page: Any, web_stack: WebStack, browser_context: Any, axe: str
 ) -> None:
     browser_context.grant_permissions(["geolocation"], origin=web_stack.url)
-    browser_context.set_geolocation({"latitude": 51.1079, "longitude": 17.0385})  # Wrocław
+    browser_context.set_geolocation(WROCLAW)
     log_in(page, web_stack, "patient-ewa")
     expect(page).to_have_url(re.compile(r"/patient\.html$"))
     expect(page.locator("#mine-table")).to_contain_text("Nie masz jeszcze wizyt.")
+    expect(page.locator("#who")).to_have_text("Zalogowano: Ewa, ur. 1980 (pacjentka)")
+
+    # Only the vaccines Ewa (46) may have: the children's product is not offered at all.
+    choices = page.locator("#eligibility input[type=radio]")
+    expect(choices).to_have_count(5)
+    expect(page.locator("#eligibility label")).to_have_text(
+        [re.compile(f"^{n}") for n in ADULT_PRODUCTS]
+    )
+    expect(page.locator("#eligibility")).not_to_contain_text("dla dzieci")
+    expect(page.get_by_label(re.compile("^Comirnaty"))).to_be_checked()
+    expect(page.locator("#eligibility")).to_contain_text("2 dawki")
+
+    # Search near here: nearest first, with address, distance and a map link.
     page.get_by_role("button", name="Użyj mojej lokalizacji").click()
     expect(page.locator("#location-msg")).to_contain_text("Szukam w pobliżu")
     nearest = page.locator("#results article").first
     expect(nearest).to_have_attribute("data-point", STAFF_POINT)
+    expect(nearest.get_by_role("heading")).to_have_text(STAFF_POINT_NAME)
+    map_link = nearest.get_by_role("link", name=f"Mapa: {STAFF_POINT_NAME}")
+    expect(map_link).to_have_attribute(
+        "href", re.compile(r"^https://www\.openstreetmap\.org/\?mlat=")
+    )
+    # The time-of-day filter: this point vaccinates in the mornings only.
+    page.get_by_label("Pora dnia").select_option("evening")
+    expect(nearest).to_contain_text("Brak wolnych terminów o tej porze dnia")
+    page.get_by_label("Pora dnia").select_option("morning")
+    expect(nearest.locator("button.slot-button").first).to_be_visible()
     nearest.scroll_into_view_if_needed()
     screenshot(page, "patient-search")
+    assert_accessible(page, axe, "patient: search results")
+
+    # Step 2: the review shows both doses, the place and what to bring; nothing booked yet.
     nearest.locator("button.slot-button").first.click()
-    expect(page.locator("#status")).to_contain_text("Zarezerwowano")
+    review = page.locator("#review")
+    expect(review).to_be_visible()
+    expect(review.get_by_role("heading", level=2)).to_have_text("Sprawdź i potwierdź rezerwację")
+    expect(review.locator(".review-dose1")).not_to_be_empty()
+    expect(review.locator(".review-dose2")).not_to_be_empty()
+    expect(review).to_contain_text("rezerwujesz teraz obie dawki")
+    expect(review).to_contain_text(STAFF_POINT_NAME)
+    expect(review).to_contain_text("Dokument tożsamości")
+    expect(page.locator("#search")).to_be_hidden()
+    assert not any(url.endswith("/v1/appointments") for url in web_stack.requests)
+    screenshot(page, "patient-review")
+    assert_accessible(page, axe, "patient: review")
+
+    # Step 3: the confirmation: reference, both visits, the place, .ics, the SMS.
+    page.get_by_role("button", name="Potwierdzam rezerwację").click()
+    done = page.locator("#confirmation")
+    expect(done).to_be_visible()
+    expect(done.locator("[data-reference]")).to_have_text(re.compile(r"^[0-9A-F]{4}-[0-9A-F]{4}$"))
+    expect(done.locator(".confirm-visits li")).to_have_count(2)
+    expect(done).to_contain_text("50-444 Wrocław")
+    expect(done.get_by_role("link", name=f"Dojazd do: {STAFF_POINT_NAME}")).to_have_attribute(
+        "href", re.compile(r"^https://www\.openstreetmap\.org/directions\?to=51\.")
+    )
+    expect(done.locator("blockquote.sms")).to_contain_text("e-Rejestracja: zarezerwowano")
+    screenshot(page, "patient-confirmation")
+    assert_accessible(page, axe, "patient: confirmation")
+    key = web_stack.db.collection(APPOINTMENTS).stream()
+    series = sorted(
+        (a.to_dict() for a in key if a.to_dict()["status"] == "booked"),
+        key=lambda a: a["dose_number"],
+    )
+    assert [a["dose_number"] for a in series] == [1, 2]
+    reference = done.locator("[data-reference]").inner_text()
+    assert series[0]["series_id"].upper().startswith(reference.replace("-", ""))
+    events = parse_ics(data_url_text(done.locator("a.ics-link").get_attribute("href")))
+    assert [e["DTSTART"] for e in events] == [utc_stamp(a["starts_at"]) for a in series]
+    assert {e["UID"] for e in events} == {f"{a['appointment_id']}@e-rejestracja" for a in series}
+    for event in events:
+        assert STAFF_POINT_NAME in event["LOCATION"] and event["SUMMARY"].startswith("Szczepienie")
+        assert event["GEO"].startswith("51.") and event["DTEND"] > event["DTSTART"]
+
+    # My visits: the place by name; no second booking offered.
+    page.get_by_role("button", name="Przejdź do moich wizyt").click()
     rows = page.locator("#mine-table tbody tr.status-booked")
     expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text(STAFF_POINT_NAME)
+    expect(rows.first).not_to_contain_text(STAFF_POINT)
+    expect(page.locator("#eligibility")).to_contain_text("Masz już zarezerwowaną wizytę")
+    expect(page.locator("#search-form")).to_be_hidden()
+    screenshot(page, "patient-mine")
+
+    # Move dose 2 (dose 1 stays): only days in its window after dose 1 are searched.
+    rows.nth(1).get_by_role("button", name=re.compile("^Przenieś")).click()
+    expect(page.locator("#move-banner")).to_contain_text("dawka 2")
+    page.locator("#search-form").get_by_role("button", name="Szukaj").click()
+    target = page.locator("#results article").first.locator("button.slot-button").first
+    new_slot = target.get_attribute("data-slot")
+    target.click()
+    expect(page.locator("#review")).to_contain_text("Dawka 1 zostaje bez zmian")
+    expect(page.locator("#review")).to_contain_text("Obecny termin")
+    page.get_by_role("button", name="Potwierdzam zmianę terminu").click()
+    expect(page.locator("#confirmation-heading")).to_have_text("Termin zmieniony")
+    moved = web_stack.db.collection(APPOINTMENTS).document(series[1]["appointment_id"]).get()
+    assert moved.to_dict()["slot_id"] == new_slot and new_slot != series[1]["slot_id"]
+    first_dose = web_stack.db.collection(APPOINTMENTS).document(series[0]["appointment_id"]).get()
+    assert first_dose.to_dict()["slot_id"] == series[0]["slot_id"]
+
+    # Cancel dose 1: the dialog says dose 2 goes too, and starts on the safe button.
+    page.get_by_role("button", name="Przejdź do moich wizyt").click()
     rows.first.get_by_role("button", name=re.compile("^Odwołaj")).click()
-    page.locator("#cancel-dialog").get_by_role("button", name="Odwołaj wizytę").click()
+    dialog = page.locator("#cancel-dialog")
+    expect(dialog.locator("#cancel-effect")).to_contain_text("odwołuje też dawkę 2")
+    expect(dialog.get_by_role("button", name="Nie, zostaw wizytę")).to_be_focused()
+    assert_accessible(page, axe, "patient: cancel dialog")
+    dialog.get_by_role("button", name="Odwołaj wizytę").click()
     expect(page.locator("#mine-table tbody tr.status-cancelled")).to_have_count(2)
+    expect(page.locator("#search-form")).to_be_visible()  # free to book again
+
+
+def test_errors_say_what_to_do_and_keep_the_code_for_support(
+    page: Any, web_stack: WebStack, browser_context: Any
+) -> None:
+    browser_context.grant_permissions(["geolocation"], origin=web_stack.url)
+    browser_context.set_geolocation(WROCLAW)
+    log_in(page, web_stack, "patient-anna")
+    # Every error code the API can answer has a message in both languages.
+    codes = sorted(
+        set(
+            re.findall(
+                r'code = "([a-z_]+)"',
+                "".join(p.read_text() for p in (ROOT / "common").rglob("*.py")),
+            )
+        )
+    )
+    assert "already_booked" in codes and "check_in_required" in codes
+    missing = page.evaluate(
+        """async (codes) => { const m = await import('/i18n.js');
+           return codes.flatMap((c) => ['pl', 'en'].filter((l) => !m.hasString(`error.${c}`, l))
+             .map((l) => `${l}:${c}`)); }""",
+        codes,
+    )
+    # A new error code needs its message: add error.<code> to web/i18n.js, in both languages.
+    assert missing == [], f"error codes without a message in web/i18n.js: {missing}"
+
+    page.get_by_role("button", name="Użyj mojej lokalizacji").click()
+    page.locator("#results button.slot-button").first.click()
+
+    def refuse(route: Any) -> None:
+        route.fulfill(
+            status=409,
+            headers={"Content-Type": "application/json"},
+            body=json.dumps(
+                {
+                    "error": {
+                        "code": "already_booked",
+                        "message": "this patient already has an active booking for this dose",
+                    }
+                }
+            ),
+        )
+
+    page.route("**/v1/appointments", refuse)
+    page.get_by_role("button", name="Potwierdzam rezerwację").click()
+    error = page.locator("#error")
+    main_text = error.locator(".error-text")
+    expect(main_text).to_have_text(re.compile("^Masz już wizytę na tę dawkę.*„Przenieś”"))
+    for raw in ("409", "already_booked", "Błąd", "patient", "booking"):
+        assert raw not in main_text.inner_text()
+    details = error.locator("details")
+    expect(details.locator("summary")).to_have_text("Szczegóły dla pomocy technicznej")
+    details.locator("summary").click()
+    expect(details).to_contain_text("HTTP 409 · already_booked")
+    # The message follows the language; the details stay the server's.
+    page.get_by_role("button", name="Switch to English").click()
+    expect(main_text).to_have_text(re.compile("^You already have an appointment for this dose"))
+    expect(details.locator("summary")).to_have_text("Details for technical support")
+    expect(page.locator("#review-heading")).to_have_text("Review and confirm the booking")
+    expect(page.locator("#review")).not_to_contain_text("Dawka")
+    page.get_by_role("button", name="Przełącz na język polski").click()
+    page.unroute("**/v1/appointments")
+
+
+# -- phone width ----------------------------------------------------------------------------------
+
+
+def test_every_screen_fits_a_phone(
+    page: Any, web_stack: WebStack, browser_context: Any, axe: str
+) -> None:
+    """390x844: no horizontal scrolling on any screen, tables as cards, axe still clean."""
+    page.set_viewport_size(PHONE)
+    day = web_stack.now.date()
+    publish_today(web_stack, "08:00", "09:00", 30, 2)
+    slot = f"{STAFF_POINT}_{day:%Y%m%d}_0800_comirnaty"
+    status, body = http(web_stack, "POST", "/v1/appointments", "patient-anna", {"slot_id": slot})
+    assert status == 201, body
+
+    def check(where: str, shot: str | None = None) -> None:
+        page.wait_for_load_state("networkidle")
+        assert_fits_the_width(page, where)
+        assert_accessible(page, axe, where)
+        if shot:
+            screenshot(page, shot)
+
+    log_in(page, web_stack, "staff-1")
+    page.get_by_role("button", name="Pokaż wizyty").click()
+    expect(page.locator("#visits-table tbody tr")).to_have_count(1)
+    page.evaluate("() => window.scrollTo(0, 0)")
+    check("staff at 390 px", "staff-phone")
+    page.locator("#visits-table").scroll_into_view_if_needed()
+    check("staff visits at 390 px", "staff-visits-phone")
+    page.locator("#visits-table").get_by_role("button", name=re.compile("^Zarejestruj")).click()
+    check("staff check-in dialog at 390 px")
+    page.keyboard.press("Escape")
+
+    log_in(page, web_stack, "agent-1")
+    page.locator("#lookup-pesel").fill(PESEL["patient-anna"])
+    page.locator("#lookup-reason").fill("Pacjent dzwoni na infolinię")
+    page.get_by_role("button", name="Wyszukaj", exact=True).click()
+    expect(page.locator("#appointments-table tbody tr.status-booked")).to_have_count(2)
+    page.locator("#search-postcode").fill(STAFF_POINT_POSTCODE)
+    page.locator("#search").get_by_role("button", name="Szukaj").click()
+    expect(page.locator("#results article").first).to_be_visible()
+    page.locator("#appointments-table").scroll_into_view_if_needed()
+    check("agent at 390 px", "agent-phone")
+
+    browser_context.grant_permissions(["geolocation"], origin=web_stack.url)
+    browser_context.set_geolocation(WROCLAW)
+    log_in(page, web_stack, "patient-anna")
+    expect(page.locator("#mine-table tbody tr.status-booked")).to_have_count(2)
+    check("patient's visits at 390 px", "patient-mine-phone")
+    rows = page.locator("#mine-table tbody tr.status-booked")
+    rows.first.get_by_role("button", name=re.compile("^Przenieś")).click()
+    page.get_by_role("button", name="Użyj mojej lokalizacji").click()
+    expect(page.locator("#results article").first).to_be_visible()
+    page.locator("#results").scroll_into_view_if_needed()
+    check("patient's search at 390 px", "patient-search-phone")
+    page.locator("#results button.slot-button").first.click()
+    expect(page.locator("#review")).to_be_visible()
+    check("patient's review at 390 px", "patient-review-phone")
+    page.get_by_role("button", name="Potwierdzam zmianę terminu").click()
+    expect(page.locator("#confirmation")).to_be_visible()
+    check("patient's confirmation at 390 px", "patient-confirmation-phone")
+    page.get_by_role("button", name="Przejdź do moich wizyt").click()
+    rows.first.get_by_role("button", name=re.compile("^Odwołaj")).click()
+    check("patient's cancel dialog at 390 px")
 
 
 # -- keyboard, labels, languages ------------------------------------------------------------------
