@@ -1,12 +1,14 @@
-"""`python -m bench`: search and booking at national scale, measured against the local stack.
+"""`python -m bench`: the opening crowd, search, booking and the peak hour, through HTTP.
 
-    python -m bench                 # every scenario, default sizes (under 15 minutes)
-    python -m bench --quick         # smaller sizes and shorter phases (under 2 minutes)
-    python -m bench --scenarios search,booking --duration 5 --levels 1,4,16
+    python -m bench                 # every scenario, default sizes (about 15 minutes)
+    python -m bench --quick         # smaller and shorter (under 3 minutes)
+    python -m bench --scenarios crowd --crowds 1000x1x100
+    python -m bench --scenarios search,peak --peak-duration 30 --profile
 
 Starts its own Firestore and Pub/Sub emulators on free ports (or uses FIRESTORE_EMULATOR_HOST
-and PUBSUB_EMULATOR_HOST when set) and serves every function behind the real gateway on a free
-port. Writes bench/results/latest.json and latest.md (quick mode: quick.json and quick.md).
+and PUBSUB_EMULATOR_HOST when set) and serves every function behind the real gateway
+(gunicorn workers) on a free port. Writes bench/results/latest.json and latest.md (quick
+mode: quick.json and quick.md).
 """
 
 from __future__ import annotations
@@ -25,39 +27,58 @@ from bench.progress import Progress
 from bench.report import render
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("ceiling", "search", "booking", "peak")
+SCENARIOS = ("ceiling", "crowd", "search", "booking", "peak")
 
 
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x.strip())
 
 
-def _sizes(text: str) -> tuple[tuple[int, int], ...]:
-    sizes = []
+def _crowds(text: str) -> tuple[tuple[int, int, int], ...]:
+    """BOOKERSxPOINTSxSEATS_PER_POINT, comma-separated: 1000x1x100,5000x5x100."""
+    crowds = []
     for item in text.split(","):
-        points, _, days = item.partition("x")
-        sizes.append((int(points), int(days or 9)))
-    return tuple(sizes)
+        bookers, points, seats = (int(x) for x in item.split("x"))
+        crowds.append((bookers, points, seats))
+    return tuple(crowds)
+
+
+def _rates(text: str) -> dict[str, float]:
+    """KIND=PER_S, comma-separated: search=950,book=34,reschedule=8.5,cancel=8.5."""
+    rates = {}
+    for item in text.split(","):
+        kind, _, value = item.partition("=")
+        rates[kind.strip()] = float(value)
+    return rates
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small and short (under 2 min)")
+    parser.add_argument("--quick", action="store_true", help="small and short (under 3 min)")
     parser.add_argument(
         "--scenarios",
         default=",".join(SCENARIOS),
         help=f"comma-separated subset of {','.join(SCENARIOS)}",
     )
-    parser.add_argument("--duration", type=float, help="seconds per measured phase")
-    parser.add_argument("--levels", type=_ints, help="search concurrency levels, e.g. 1,8,32")
-    parser.add_argument("--booking-levels", type=_ints, help="many-point-day booking levels")
-    parser.add_argument("--rush-levels", type=_ints, help="bookers released on one point-day")
+    parser.add_argument("--crowds", type=_crowds, help="BOOKERSxPOINTSxSEATS,... e.g. 1000x1x100")
+    parser.add_argument("--points", type=int, help="points of the country (search, booking, peak)")
+    parser.add_argument("--connections", type=_ints, help="wrk connections, e.g. 8,64")
+    parser.add_argument("--duration", type=float, help="seconds per search / booking phase")
+    parser.add_argument("--clients", type=_ints, help="uncontended booking clients, e.g. 8,32")
+    parser.add_argument("--peak-duration", type=float, help="seconds of the peak mix")
+    parser.add_argument("--peak-rates", type=_rates, help="search=950,book=34,...")
     parser.add_argument(
-        "--sizes", type=_sizes, help="search data sizes as POINTSxDAYS, e.g. 100x9,1000x9,7000x9"
+        "--peak-search-gateway",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the peak's searches on a gateway of their own (default), as in production",
     )
-    parser.add_argument("--peak-duration", type=float, help="seconds of the national peak mix")
-    parser.add_argument("--peak-users", type=int, help="concurrent users in the peak mix")
-    parser.add_argument("--layers", default=None, help="search layers: service,http")
+    parser.add_argument(
+        "--profile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="sample the gateway with py-spy (make bench-tools); on by default, off in --quick",
+    )
     parser.add_argument("--out", type=Path, help="results path without extension")
     args = parser.parse_args(argv)
     unknown = set(args.scenarios.split(",")) - set(SCENARIOS)
@@ -71,22 +92,25 @@ def build_config(args: argparse.Namespace):
 
     cfg = Config.quick() if args.quick else Config()
     changes: dict[str, Any] = {"scenarios": tuple(s for s in SCENARIOS if s in args.scenarios)}
+    if args.crowds:
+        changes["crowds"] = args.crowds
+    if args.points:
+        changes["country_points"] = args.points
+    if args.connections:
+        changes["search_connections"] = args.connections
     if args.duration:
-        changes["phase_s"] = args.duration
-    if args.levels:
-        changes["search_levels"] = args.levels
-    if args.booking_levels:
-        changes["many_levels"] = args.booking_levels
-    if args.rush_levels:
-        changes["rush_levels"] = args.rush_levels
-    if args.sizes:
-        changes["search_sizes"] = args.sizes
+        changes["search_s"] = args.duration
+        changes["booking_s"] = args.duration
+    if args.clients:
+        changes["booking_clients"] = args.clients
     if args.peak_duration:
         changes["peak_s"] = args.peak_duration
-    if args.peak_users:
-        changes["peak_concurrency"] = args.peak_users
-    if args.layers:
-        changes["search_layers"] = tuple(args.layers.split(","))
+    if args.peak_rates:
+        changes["peak_rates"] = args.peak_rates
+    if args.peak_search_gateway is not None:
+        changes["peak_search_gateway"] = args.peak_search_gateway
+    if args.profile is not None:
+        changes["profile"] = args.profile
     return replace(cfg, **changes)
 
 
@@ -107,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine.machine_info(),
         "settings": cfg.as_dict(),
     }
+    from emulator.serve import ServeSettings
+
+    gateway = ServeSettings()
+    results["machine"]["gateway"] = f"{gateway.workers} workers x {gateway.threads} threads"
     import logging
 
     logging.getLogger("common").setLevel(logging.ERROR)
@@ -143,6 +171,12 @@ def main(argv: list[str] | None = None) -> int:
         progress.done("interrupted: writing what was measured")
     finally:
         stack.stop()
+        results["notes"] = stack.notes
+        results["folder"] = {
+            "rounds": stack.folder.rounds,
+            "deltas_folded": stack.folder.deltas,
+            "errors": stack.folder.errors[:5],
+        }
         results["run_time_s"] = round(time.monotonic() - started, 1)
         results["load"] = {
             "machine_busy_share": machine.busy_share(cpu_start, machine.cpu_times()),

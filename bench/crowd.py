@@ -9,7 +9,9 @@ api/openapi.yaml; the crowd benchmark (bench/) and the suite's opening test
 (tests/e2e/test_opening_crowd.py) both use it.
 
 The HTTP client is a small asyncio one (one connection per attempt, `Connection: close`), so a
-thousand bookers cost one thread of the load generator, not a thousand.
+thousand bookers cost one thread of the load generator, not a thousand. `until_answered` is the
+contract on its own, over any way of sending: the benchmarks' open-loop peak mix (bench/openloop.py)
+sends through a `KeepAlivePool` of kept-alive connections instead.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -60,20 +62,45 @@ class Answer:
     retried_429: int
     answered_at: float  # time.time() when the definitive answer arrived
     body: dict[str, Any] = field(default_factory=dict)
+    timeouts: int = 0  # sent, and no answer before the patience ran out (not a reset)
+
+
+def request_bytes(
+    host: str,
+    method: str,
+    path: str,
+    *,
+    token: str | None = None,
+    body: Any = None,
+    key: str | None = None,
+    keep_alive: bool = False,
+) -> bytes:
+    """One HTTP/1.1 request, encoded once and sent as often as the contract says."""
+    data = json.dumps(body).encode() if body is not None else b""
+    head = [
+        f"{method} {path} HTTP/1.1",
+        f"Host: {host}",
+        "Connection: keep-alive" if keep_alive else "Connection: close",
+        "Accept: application/json",
+    ]
+    if body is not None:
+        head += ["Content-Type: application/json", f"Content-Length: {len(data)}"]
+    if token:
+        head.append(f"Authorization: Bearer {token}")
+    if key:
+        head.append(f"Idempotency-Key: {key}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + data
 
 
 def _request(host: str, booker: Booker) -> bytes:
-    body = json.dumps({"slot_id": booker.slot_id}).encode()
-    head = [
-        "POST /v1/appointments HTTP/1.1",
-        f"Host: {host}",
-        "Connection: close",
-        "Content-Type: application/json",
-        f"Content-Length: {len(body)}",
-        f"Authorization: Bearer {booker.token}",
-        f"Idempotency-Key: {booker.key}",
-    ]
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+    return request_bytes(
+        host,
+        "POST",
+        "/v1/appointments",
+        token=booker.token,
+        body={"slot_id": booker.slot_id},
+        key=booker.key,
+    )
 
 
 def _parse(raw: bytes) -> tuple[int, dict[str, str], bytes] | None:
@@ -103,19 +130,46 @@ async def _attempt(host: str, port: int, request: bytes, timeout_s: float):
         writer.close()
 
 
-async def _book(host: str, port: int, booker: Booker, patience_s: float, rng: random.Random):
-    started = time.monotonic()
+Reply = tuple[int, dict[str, str], bytes]
+Send = Callable[[float], Awaitable[Reply | None]]
+
+
+async def until_answered(
+    send: Send,
+    rng: random.Random,
+    *,
+    patience_s: float = PATIENCE_S,
+    started: float | None = None,
+    parse_ok: bool = True,
+) -> Answer:
+    """The client contract: `send(seconds_left)` again (the same request, the same key) after
+    a 503 or 429 (waiting Retry-After plus jitter) or a reset (None, or a connection error:
+    a short random pause), until a definitive answer or `patience_s` after `started`
+    (time.monotonic(); default now: an open-loop caller passes the time it was due)."""
+    started = time.monotonic() if started is None else started
     deadline = started + patience_s
-    request = _request(host, booker)
-    attempts = resets = r503 = r429 = 0
+    attempts = resets = r503 = r429 = timeouts = 0
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            return Answer(None, "gave_up", patience_s, attempts, resets, r503, r429, time.time())
+            return Answer(
+                None,
+                "gave_up",
+                patience_s,
+                attempts,
+                resets,
+                r503,
+                r429,
+                time.time(),
+                timeouts=timeouts,
+            )
         attempts += 1
         try:
-            answer = await _attempt(host, port, request, left)
-        except (ConnectionError, OSError, TimeoutError):
+            answer = await send(left)
+        except TimeoutError:  # waited for an answer until the patience ran out
+            timeouts += 1
+            continue
+        except (ConnectionError, OSError, asyncio.IncompleteReadError):
             answer = None
         if answer is None:
             resets += 1
@@ -130,10 +184,12 @@ async def _book(host: str, port: int, booker: Booker, patience_s: float, rng: ra
             wait = float(headers.get("retry-after") or 1)
             await asyncio.sleep(wait + rng.uniform(0, 0.5 * wait + 0.1))
             continue
-        try:
-            payload = json.loads(body or b"{}")
-        except ValueError:
-            payload = {}
+        payload: Any = {}
+        if parse_ok or status >= 400:
+            try:
+                payload = json.loads(body or b"{}")
+            except ValueError:
+                payload = {}
         code = (payload.get("error") or {}).get("code") if isinstance(payload, dict) else None
         return Answer(
             status,
@@ -145,7 +201,99 @@ async def _book(host: str, port: int, booker: Booker, patience_s: float, rng: ra
             r429,
             time.time(),
             payload if isinstance(payload, dict) else {},
+            timeouts,
         )
+
+
+async def _book(host: str, port: int, booker: Booker, patience_s: float, rng: random.Random):
+    request = _request(host, booker)
+    return await until_answered(
+        lambda left: _attempt(host, port, request, left), rng, patience_s=patience_s
+    )
+
+
+class KeepAlivePool:
+    """Up to `size` kept-alive connections to one server, for an asyncio load generator.
+
+    `send()` takes an idle connection (or opens one), writes the request, reads exactly one
+    response (Content-Length or chunked) and keeps the connection unless the server said
+    `Connection: close`. A connection idle longer than `max_idle_s` is closed rather than
+    reused (the gateway closes idle ones after 5 s; reusing one it just closed would look
+    like a reset). Any error closes the connection and is raised to `until_answered`, which
+    counts it as a reset and retries.
+    """
+
+    def __init__(self, host: str, port: int, size: int, max_idle_s: float = 3.0) -> None:
+        self.host = host
+        self.port = port
+        self.size = size
+        self.max_idle_s = max_idle_s
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
+        self._slots: asyncio.Semaphore | None = None
+        self.opened = 0
+
+    def slots(self) -> asyncio.Semaphore:
+        if self._slots is None:  # made inside the running loop
+            self._slots = asyncio.Semaphore(self.size)
+        return self._slots
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        now = time.monotonic()
+        while self._idle:
+            reader, writer, since = self._idle.pop()
+            if now - since < self.max_idle_s and not reader.at_eof():
+                return reader, writer
+            writer.close()
+        self.opened += 1
+        return await asyncio.open_connection(self.host, self.port)
+
+    async def send(self, request: bytes, timeout_s: float) -> Reply | None:
+        """One exchange; the caller holds a slot (`async with pool.slots()`)."""
+        reader, writer = await self._connection()
+        try:
+            writer.write(request)
+            reply = await asyncio.wait_for(_read_response(reader), timeout_s)
+        except BaseException:
+            writer.close()
+            raise
+        _, headers, _ = reply
+        if headers.get("connection", "").lower() == "close":
+            writer.close()
+        else:
+            self._idle.append((reader, writer, time.monotonic()))
+        return reply
+
+    def close(self) -> None:
+        for _, writer, _ in self._idle:
+            writer.close()
+        self._idle.clear()
+
+
+async def _read_response(reader: asyncio.StreamReader) -> Reply:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status_line, *lines = head[:-4].decode("latin-1").split("\r\n")
+    parts = status_line.split(" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise ConnectionError(f"not an HTTP response: {status_line[:60]!r}")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if "content-length" in headers:
+        body = await reader.readexactly(int(headers["content-length"]))
+    elif headers.get("transfer-encoding", "").lower() == "chunked":
+        chunks = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            chunk = await reader.readexactly(size + 2)
+            if size == 0:
+                break
+            chunks.append(chunk[:-2])
+        body = b"".join(chunks)
+    else:
+        body = await reader.read()
+        headers["connection"] = "close"
+    return int(parts[1]), headers, body
 
 
 async def _run(host: str, port: int, bookers: Sequence[Booker], patience_s: float, seed: int):
@@ -274,7 +422,7 @@ class Outcome:
     refused_full: int
     refused_other: Counter[str]
     unanswered: int
-    resets: int
+    resets: int  # connections reset or dropped before an answer (then retried)
     retries_503: int
     retries_429: int
     refused_while_free: int
@@ -286,6 +434,7 @@ class Outcome:
     booked_in_store: int
     patients_with_two: int
     free_after_fold: dict[str, int]
+    timeouts: int = 0  # requests sent that got no answer before the patience ran out
 
     def summary(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -356,6 +505,7 @@ def judge(db: firestore.Client, opening: Opening, answers: list[Answer], wall_s:
         booked_in_store=len(booked_docs),
         patients_with_two=sum(1 for n in per_patient.values() if n > 1),
         free_after_fold=free,
+        timeouts=sum(a.timeouts for a in answers),
     )
 
 

@@ -6,7 +6,12 @@
   `python -m emulator.gateway`, gunicorn workers in a process of their own (emulator/serve.py).
 - `Stack.use_project()` points this process and the gateway (started again on it) at a fresh
   project id: an empty database, and exact document counts on the clients that do the work
-  (this process's, and every gateway worker's through a shared file).
+  (this process's, and every gateway worker's through a shared file). Every worker also logs
+  each document it writes (`<meter>.writes.<pid>`), so that `Stack.hot()` can name the
+  hottest document of any stretch of time.
+- `BackgroundFolder` folds the bookings' availability deltas every second for the whole run,
+  as production's scheduled `fold_availability` does, on the current project, with a tracked
+  meter of its own: its writes count towards the hottest document too.
 - `run_closed_loop()` runs N workers, each issuing its next operation when the previous ends,
   for a duration or a number of operations, with a live progress line.
 """
@@ -25,13 +30,15 @@ import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import astuple, dataclass, field
+from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from bench import hot
+from bench.machine import CpuShares
 from bench.progress import Progress
 from bench.stats import PhaseResult, percentile, rate
-from common.adapters.firestore_metering import DocumentMeter
+from common.adapters.firestore_metering import DocumentCounts, DocumentMeter
 from emulator.processes import (
     ManagedProcess,
     firestore_emulator,
@@ -51,13 +58,22 @@ class Stack:
         self.progress = progress
         self.processes: list[ManagedProcess] = []
         self.gateway: ManagedProcess | None = None
+        self.search_gateway: ManagedProcess | None = None
+        self.search_port = 0
         self.gateway_counts: SharedDocumentCounts | None = None
         self.base_port = 0
         self.reused: dict[str, bool] = {}
         self.logs = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+        self.project = ""
+        self.folder = BackgroundFolder()
+        self.cache: dict[str, Any] = {}  # data seeded once per run and shared by scenarios
+        self.notes: list[str] = []  # what went differently from the plan (reported)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
+        # Emulator mode (common/config.py): the local stack's own switch, inherited by the
+        # gateway; without it emulator hosts are refused, as they must be in production.
+        os.environ["LOCAL_STACK"] = "1"
         os.environ.setdefault("FIREBASE_AUTH_EMULATOR_HOST", f"{HOST}:9099")  # unsigned tokens
         os.environ.pop("PESEL_HASH_KEY", None)  # the local key, as the demo and the tests use
         wanted = []
@@ -90,6 +106,7 @@ class Stack:
             f"{os.environ['FIRESTORE_EMULATOR_HOST']}, Pub/Sub {os.environ['PUBSUB_EMULATOR_HOST']}"
             + (" (reused)" if any(self.reused.values()) else "")
         )
+        self.folder.start()
         self._serve_gateway()
 
     def _serve_gateway(self) -> None:
@@ -99,15 +116,10 @@ class Stack:
             f"gateway (every function, gunicorn workers) on http://{HOST}:{self.base_port}"
         )
 
-    def _start_gateway(self, project_id: str) -> None:
-        """`python -m emulator.gateway` on `project_id` (its workers read the project when
-        they start), on the same port every time; its workers count the documents they read
-        and write into a file of this project's, which `Meter` adds to this process's."""
-        self._stop_gateway()
-        self.gateway_counts = SharedDocumentCounts.create(self.logs / f"documents-{project_id}")
-        port = self.base_port
-        self.gateway = ManagedProcess(
-            name="gateway",
+    def _gateway_process(self, name: str, port: int, project_id: str) -> ManagedProcess:
+        assert self.gateway_counts is not None
+        return ManagedProcess(
+            name=name,
             argv=[
                 sys.executable,
                 "-m",
@@ -120,23 +132,83 @@ class Stack:
                 str(self.gateway_counts.path),
             ],
             ready=lambda: http_ok(f"http://{HOST}:{port}/healthz"),
-            log_path=self.logs / f"gateway-{project_id}.log",
+            log_path=self.logs / f"{name.replace(' ', '-')}-{project_id}.log",
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             cwd=ROOT,
         )
+
+    def _start_gateway(self, project_id: str) -> None:
+        """`python -m emulator.gateway` on `project_id` (its workers read the project when
+        they start), on the same port every time; its workers count the documents they read
+        and write into a file of this project's, which `Meter` adds to this process's."""
+        self._stop_gateway()
+        self.gateway_counts = SharedDocumentCounts.create(self.logs / f"documents-{project_id}")
+        self.gateway = self._gateway_process("gateway", self.base_port, project_id)
         self.progress.update(f"starting the gateway on {project_id} ...", force=True)
         self.gateway.start()
         self.gateway.wait_ready(90)
 
+    def start_search_gateway(self) -> int:
+        """A second gateway on the same project and meter, for search only: in production
+        search_slots runs on instances of its own, so a search never waits behind a booking
+        for a thread (the local gateway serves every function from one pool of threads).
+        Returns its port; stopped with the gateway (or by `stop_search_gateway`)."""
+        self.stop_search_gateway()
+        self.search_port = free_port(HOST)
+        self.search_gateway = self._gateway_process(
+            "search gateway", self.search_port, self.project
+        )
+        self.progress.update("starting a gateway for search ...", force=True)
+        self.search_gateway.start()
+        self.search_gateway.wait_ready(90)
+        return self.search_port
+
+    def stop_search_gateway(self) -> None:
+        if self.search_gateway is not None:
+            self.search_gateway.stop(grace_s=10.0)
+            self.search_gateway = None
+
     def _stop_gateway(self) -> None:
+        self.stop_search_gateway()
         if self.gateway is not None:
             self.gateway.stop(grace_s=10.0)
             self.gateway = None
 
     def stop(self) -> None:
+        self.folder.stop()
         self._stop_gateway()
         for process in reversed(self.processes):
             process.stop(grace_s=3.0)
+
+    # -- what the processes did ------------------------------------------------------------
+    def hot(self, start: float | None = None, end: float | None = None) -> dict[str, Any]:
+        """The hottest documents between two time.monotonic() moments: every gateway worker's
+        writes (their logs) and the folder's, merged."""
+        gateway = hot.read_logs(self.gateway_counts.path) if self.gateway_counts else {}
+        merged = hot.merge(gateway, self.folder.written(self.project))
+        return hot.summary(hot.within(merged, start, end))
+
+    def cpu(self, **extra: list[int]) -> CpuShares:
+        """Cores used per process group from now until `.stop()`: the emulators, the gateway
+        (master and workers), `extra` groups (say wrk), then this process (load generator,
+        folder) and `others` (the rest of the machine)."""
+        groups: dict[str, list[int]] = {}
+        for process in self.processes:
+            if process.popen is not None:
+                groups[process.name] = [process.popen.pid]
+        if self.gateway is not None and self.gateway.popen is not None:
+            groups["gateway"] = [self.gateway.popen.pid]
+        if self.search_gateway is not None and self.search_gateway.popen is not None:
+            groups["search gateway"] = [self.search_gateway.popen.pid]
+        groups.update(extra)
+        groups["bench process"] = [os.getpid()]
+        return CpuShares(groups).start()
+
+    def gateway_pid(self, search: bool = False) -> int | None:
+        process = self.search_gateway if search else self.gateway
+        if process is None or process.popen is None:
+            return None
+        return process.popen.pid
 
     # -- projects --------------------------------------------------------------------------
     def use_project(self, project_id: str, *, topics: bool = False) -> Meter:
@@ -149,19 +221,102 @@ class Stack:
         if topics:
             from tests.support.stack import provision_topics
 
-            provision_topics(project_id)
+            try:
+                provision_topics(project_id)
+            except Exception as err:  # noqa: BLE001 (measure anyway, and say so)
+                # Without topics every event stays in the outbox (no delete after publishing):
+                # one commit fewer per operation than production. Reported with the results.
+                self.notes.append(f"{project_id}: topics not provisioned: {err!s:.300}")
+        self.project = project_id
+        self.folder.use(project_id)
         self._start_gateway(project_id)
         return Meter(wiring.firestore_client(), self.gateway_counts)
 
 
+class BackgroundFolder:
+    """Folds the current project's availability deltas every second, for the whole run, as
+    production's `fold_availability` does (common/services/availability.py: one blind update
+    per point with pending deltas a round, so a point's document takes about one write a
+    second at most). Its client has a tracked meter of its own, one per project."""
+
+    def __init__(self, interval_s: float = 1.0) -> None:
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._folder: Any = None
+        self._meters: dict[str, DocumentMeter] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.rounds = 0
+        self.deltas = 0
+        self.errors: list[str] = []
+
+    def use(self, project_id: str) -> None:
+        from google.cloud import firestore as firestore_module
+
+        from common.services.availability import AvailabilityFolder
+
+        client = firestore_module.Client(project=project_id)
+        meter = DocumentMeter(client, track_documents=True)
+        with self._lock:
+            self._meters[project_id] = meter
+            self._folder = AvailabilityFolder(client)
+
+    def written(self, project_id: str) -> dict[str, list[float]]:
+        with self._lock:
+            meter = self._meters.get(project_id)
+        return meter.written() if meter else {}
+
+    def counts(self, project_id: str) -> DocumentCounts:
+        with self._lock:
+            meter = self._meters.get(project_id)
+        return meter.counts() if meter else DocumentCounts()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="folder", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            with self._lock:
+                folder = self._folder
+            if folder is not None:
+                try:
+                    # One round of production's scheduled run (fold_availability: run_for
+                    # its minute, a round every FOLD_INTERVAL_S): whatever a round does there.
+                    result = folder.run_for(self.interval_s, interval_s=self.interval_s)
+                    self.deltas += result.deltas
+                    self.rounds += 1
+                except Exception as err:  # noqa: BLE001 (keep folding; report it)
+                    if len(self.errors) < 20:
+                        self.errors.append(f"{type(err).__name__}: {err}"[:200])
+            self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
+
+
+_FIELDS = [f.name for f in fields(DocumentCounts)]
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    reads: int
-    writes: int
-    queries: int
-    commits: int
-    empty_queries: int
-    deletes: int
+    """DocumentCounts that add up across processes (this one's and the gateway workers')."""
+
+    reads: int = 0
+    writes: int = 0
+    queries: int = 0
+    commits: int = 0
+    empty_queries: int = 0
+    deletes: int = 0
+    aggregations: int = 0
+    failed_commits: int = 0
+
+    @classmethod
+    def of(cls, counts: DocumentCounts) -> Snapshot:
+        return cls(**{name: getattr(counts, name) for name in _FIELDS})
 
     def __sub__(self, other: Snapshot) -> Snapshot:
         return Snapshot(*(a - b for a, b in zip(astuple(self), astuple(other), strict=True)))
@@ -171,11 +326,16 @@ class Snapshot:
 
     @property
     def billed_reads(self) -> int:
-        return self.reads + self.empty_queries
+        """Documents read, + one per query that found nothing, + one per aggregation."""
+        return self.reads + self.empty_queries + self.aggregations
 
     @property
     def billed_writes(self) -> int:
         return self.writes - self.deletes
+
+    @property
+    def commit_attempts(self) -> int:
+        return self.commits + self.failed_commits
 
 
 class Meter:
@@ -188,12 +348,13 @@ class Meter:
         self.gateway = gateway
 
     def counts(self) -> Snapshot:
-        d = self.documents.counts()
-        total = Snapshot(d.reads, d.writes, d.queries, d.commits, d.empty_queries, d.deletes)
+        total = Snapshot.of(self.documents.counts())
         if self.gateway is None:
             return total
-        g = self.gateway.counts()
-        return total + Snapshot(g.reads, g.writes, g.queries, g.commits, g.empty_queries, g.deletes)
+        return total + Snapshot.of(self.gateway.counts())
+
+    def gateway_counts(self) -> Snapshot:
+        return Snapshot.of(self.gateway.counts()) if self.gateway else Snapshot()
 
 
 def new_project(scenario: str) -> str:

@@ -123,3 +123,100 @@ def machine_info() -> dict[str, Any]:
         "java": _java_version(),
         "loadavg_at_start": loadavg(),
     }
+
+
+# -- where the CPU went during a phase: per process group, from /proc ------------------------
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat after the command name (which may hold spaces): field 3 onwards."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rfind(")") + 2 :].split()
+
+
+def parent_map() -> dict[int, int]:
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields:
+                parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+def descendants(roots: list[int], parents: dict[int, int]) -> list[int]:
+    """The roots and every process below them (pure: `parents` maps pid -> parent pid)."""
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    found, stack = [], list(roots)
+    while stack:
+        pid = stack.pop()
+        if pid in found:
+            continue
+        found.append(pid)
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process (its own threads; not its waited children)."""
+    fields = _stat_fields(pid)
+    if not fields:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+class CpuShares:
+    """Cores used by each named group of processes between start() and stop(), with the whole
+    machine's busy cores from /proc/stat: `others` is what no group accounts for (other users
+    of a shared machine, the kernel's own work)."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self._pids: dict[str, list[int]] = {}
+        self._start: dict[int, float] = {}
+        self._machine: tuple[float, float] | None = None
+        self._wall = 0.0
+
+    def start(self) -> CpuShares:
+        """Each group is its roots and their descendants, less what an earlier group holds
+        (so the bench process, last, is itself and what no other group claims: its threads)."""
+        parents = parent_map()
+        claimed: set[int] = set()
+        self._pids = {}
+        for name, roots in self.groups.items():
+            pids = [p for p in descendants(roots, parents) if p not in claimed]
+            claimed.update(pids)
+            self._pids[name] = pids
+        self._start = {pid: process_cpu_s(pid) for pids in self._pids.values() for pid in pids}
+        self._machine = cpu_times()
+        self._wall = time.monotonic()
+        return self
+
+    def stop(self, exited: dict[str, float] | None = None) -> dict[str, Any]:
+        """`exited`: CPU seconds of processes that ended during the phase (from their
+        rusage), by group name, instead of what /proc no longer shows."""
+        wall = time.monotonic() - self._wall
+        machine = cpu_times()
+        if wall <= 0:
+            return {}
+        cores: dict[str, float] = {}
+        for name, pids in self._pids.items():
+            used = sum(max(0.0, process_cpu_s(p) - self._start.get(p, 0.0)) for p in pids)
+            cores[name] = round(used / wall, 2)
+        for name, seconds in (exited or {}).items():
+            cores[name] = round(cores.get(name, 0.0) + seconds / wall, 2)
+        result: dict[str, Any] = {"wall_s": round(wall, 1), "cores": cores}
+        if self._machine and machine and machine[1] > self._machine[1]:
+            cpus = os.cpu_count() or 1
+            share = (machine[0] - self._machine[0]) / (machine[1] - self._machine[1])
+            busy = share * cpus
+            result["machine_busy_cores"] = round(busy, 2)
+            result["cpus"] = cpus
+            cores["others"] = round(max(0.0, busy - sum(cores.values())), 2)
+        return result

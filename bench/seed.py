@@ -101,9 +101,12 @@ def seed_points(
     slots_per_day: int = 16,
     capacity: int = 3,
     label: str = "points",
+    directory: bool = True,
 ) -> list[dict[str, Any]]:
-    """Point documents, directory chunks and one availability document per point."""
-    chunks = -(-len(points) // DIRECTORY_CHUNK)
+    """Point documents, directory chunks and one availability document per point. With
+    `directory=False` the chunks are left alone (`seed_directory` writes them for points
+    seeded in several calls: each call's chunks would replace the others')."""
+    chunks = -(-len(points) // DIRECTORY_CHUNK) if directory else 0
     writer = BatchWriter(client, progress, label, 2 * len(points) + chunks)
     calendars = []
     for point in points:
@@ -112,15 +115,29 @@ def seed_points(
         calendar = {"point_id": point["point_id"], "days": template}
         calendars.append(calendar)
         writer.set(AVAILABILITY, point["point_id"], calendar, size=_encoded_size(template))
+    if directory:
+        _directory_chunks(writer, points)
+    writer.flush(wait=True)
+    progress.done(counter_text(f"seeded {label}", writer.done, writer.total))
+    return calendars
+
+
+def _directory_chunks(writer: BatchWriter, points: Sequence[dict[str, Any]]) -> None:
     ordered = sorted(points, key=lambda p: p["point_id"])
     for number, start in enumerate(range(0, len(ordered), DIRECTORY_CHUNK), start=1):
         entries = [directory_entry(p) for p in ordered[start : start + DIRECTORY_CHUNK]]
         writer.set(
             POINT_DIRECTORY, f"chunk-{number:03d}", {"entries": entries}, size=400 * len(entries)
         )
+
+
+def seed_directory(
+    client: firestore.Client, points: Sequence[dict[str, Any]], progress: Progress
+) -> None:
+    """The directory chunks of all `points` (search's list of the country)."""
+    writer = BatchWriter(client, progress, "directory", -(-len(points) // DIRECTORY_CHUNK))
+    _directory_chunks(writer, points)
     writer.flush(wait=True)
-    progress.done(counter_text(f"seeded {label}", writer.done, writer.total))
-    return calendars
 
 
 @functools.lru_cache(maxsize=256)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from bench.progress import Progress, counter_text
-from bench.report import bar_chart, ratio, render, table
+from bench.report import bar_chart, cpu_rows, ratio, render, table, targets
 
 
 def test_table_is_markdown_with_readable_numbers() -> None:
@@ -34,26 +34,71 @@ def test_ratio() -> None:
     assert ratio(5, 0) is None
 
 
+def _hot(per_second: float, document: str = "availability/pt-00001") -> dict:
+    return {
+        "hottest": {
+            "document": document,
+            "writes_in_window": int(per_second * 10),
+            "window_s": 10.0,
+            "writes_per_s": per_second,
+            "writes_in_run": 40,
+        }
+    }
+
+
+def _cpu(gateway: float) -> dict:
+    return {
+        "wall_s": 10.0,
+        "cores": {"Firestore emulator": 0.6, "gateway": gateway, "bench process": 0.1},
+        "machine_busy_cores": 1.9,
+        "cpus": 2,
+    }
+
+
+def _crowd(bookers: int, seats: int, wall_s: float, hot: float) -> dict:
+    return {
+        "bookers": bookers,
+        "points": seats // 100,
+        "seats": seats,
+        "booked": seats,
+        "refused_full": bookers - seats,
+        "unanswered": 0,
+        "refused_while_free": 0,
+        "resets": 0,
+        "retries_503": 3,
+        "wall_s": wall_s,
+        "p50_s": 1.5,
+        "p99_s": 4.0,
+        "commit_attempts_per_winner": 1.3,
+        "failed_commits": 30,
+        "hot": _hot(hot),
+        "cpu": _cpu(0.8),
+    }
+
+
 def _results() -> dict:
     cost = {
         "samples": 2,
-        "reads": 2.0,
-        "queries": 2.0,
-        "empty_queries": 1.0,
-        "billed_reads": 3.0,
-        "writes": 8.0,
+        "reads": 3.0,
+        "queries": 3.0,
+        "empty_queries": 2.0,
+        "aggregations": 1.0,
+        "billed_reads": 6.0,
+        "writes": 7.0,
+        "billed_writes": 6.0,
         "billed_deletes": 1.0,
-        "commits": 3.0,
+        "commits": 2.0,
         "p50_ms": 50.0,
     }
-    throughput = {
-        "layer": "service",
-        "concurrency": 8,
-        "ops_per_s": 100.0,
-        "p50_ms": 5.0,
-        "p99_ms": 9.0,
-        "reads_per_search": 5.0,
-        "outcomes": {"ok": 10, "x": 1},
+    kind = {
+        "issued": 100,
+        "skipped": 0,
+        "p50_ms": 10.0,
+        "p99_ms": 200.0,
+        "failed": 0,
+        "retries_503": 0,
+        "resets": 0,
+        "outcomes": {"ok": 100},
     }
     return {
         "mode": "quick",
@@ -62,79 +107,71 @@ def _results() -> dict:
         "run_time_s": 90,
         "machine": {"nproc": 2, "cpu_model": "CPU", "memory_gib": 8, "python": "3.11"},
         "load": {"machine_busy_share": 0.5},
-        "ceiling": {"gets_per_s_c1": 200.0, "gets_per_s_c8": 400.0, "writes_per_s_c8": 300.0},
+        "ceiling": {
+            "gets_per_s_c1": 200.0,
+            "gets_per_s_c8": 400.0,
+            "writes_per_s_c8": 300.0,
+            "queries": [{"documents": 20_000, "queries_per_s_c8": 19.0, "p50_ms_c8": 380.0}],
+        },
+        "crowd": {"runs": [_crowd(1000, 100, 5.5, 0.9), _crowd(5000, 500, 41.0, 1.2)]},
         "search": {
-            "dataset_for_throughput": 7000,
-            "sizes": [
+            "country": {"points": 7020, "slots": 1_008_000},
+            "warm_up_s": 20.0,
+            "warm_up_documents": {"reads": 14042},
+            "sequential": {
+                "reads_per_search": 0.0,
+                "reads_max": 0,
+                "billed_reads_per_search": 0.02,
+                "p50_ms": 5.0,
+                "items_per_page": 5.0,
+            },
+            "levels": [
                 {
-                    "points": p,
-                    "slots": p * 144,
-                    "cold_reads": 9,
-                    "reads_per_search_mean": 5.0,
-                    "reads_per_search_max": 5,
-                    "writes_per_search": 0.0,
-                    "sequential_p50_ms": 4.0,
-                    "sequential_p99_ms": 9.0,
+                    "connections": c,
+                    "requests_per_s": r,
+                    "p50_ms": 20.0,
+                    "p90_ms": 60.0,
+                    "p99_ms": p99,
+                    "failed": 0,
+                    "reads_per_search": 0.0,
+                    "billed_reads_per_search": 0.002,
+                    "cpu": _cpu(1.5),
                 }
-                for p in (100, 1000, 7000)
+                for c, r, p99 in ((8, 800.0, 40.0), (64, 1000.0, 240.0))
             ],
-            "throughput": [throughput],
         },
         "booking": {
-            "cost": {"book_single_dose": cost},
-            "rush": [
+            "cost": {"book_single_dose": cost, "book_two_doses": cost},
+            "uncontended": [
                 {
-                    "bookers": 144,
-                    "seats": 48,
-                    "succeeded": 48,
-                    "refused_full": 96,
-                    "failed": 0,
-                    "oversold": 0,
-                    "elapsed_s": 3.0,
-                    "bookings_per_s": 16.0,
-                    "p50_ms": 100.0,
-                    "p99_ms": 300.0,
-                    "attempts_mean": 1.5,
-                }
-            ],
-            "many": [
-                {
-                    "concurrency": 8,
-                    "bookings_per_s": 30.0,
+                    "clients": c,
+                    "bookings_per_s": b,
                     "p50_ms": 50.0,
                     "p99_ms": 90.0,
                     "succeeded": 300,
                     "refused_full": 0,
                     "failed": 0,
-                    "writes_per_booking": 8.0,
+                    "writes_per_booking": 7.0,
+                    "commit_attempts_per_booking": 2.0,
+                    "hot": _hot(0.3),
+                    "cpu": _cpu(0.4),
                 }
+                for c, b in ((8, 40.0), (32, 55.0))
             ],
         },
         "peak": {
-            "duration_s": 180,
-            "concurrency": 32,
-            "points": 1000,
-            "ops_per_s": 40.0,
-            "p50_ms": 100.0,
-            "p99_ms": 500.0,
+            "duration_s": 300.0,
+            "rates": {"search": 950.0, "book": 34.0},
             "failed": 0,
-            "reads_per_s": 200.0,
-            "writes_per_s": 90.0,
+            "reads_per_s": 20.0,
+            "writes_per_s": 300.0,
+            "generator_lag_p99_ms": 3.0,
+            "drain_s": 0.2,
+            "hot": _hot(0.8),
+            "cpu": _cpu(1.7),
             "kinds": {
-                "search": {
-                    "operations": 10,
-                    "per_s": 95.0,
-                    "p50_ms": 1.0,
-                    "p99_ms": 2.0,
-                    "outcomes": {"ok": 10},
-                },
-                "book": {
-                    "operations": 3,
-                    "per_s": 33.9,
-                    "p50_ms": 1.0,
-                    "p99_ms": 2.0,
-                    "outcomes": {"ok": 3},
-                },
+                "search": kind | {"answered_per_s": 940.0},
+                "book": kind | {"answered_per_s": 34.0},
             },
         },
     }
@@ -143,19 +180,55 @@ def _results() -> dict:
 def test_render_has_every_section_and_the_ratios() -> None:
     text = render(_results())
     for heading in (
+        "## Targets",
         "Emulator ceiling",
-        "documents read per search",
-        "Search throughput",
+        "The opening: everybody at once",
+        "Search: wrk against 7,020 points, 1,008,000 slots",
         "documents per operation",
-        "ONE point-day",
-        "many point-days",
-        "Compressed national peak",
+        "no contention",
+        "The peak hour, open loop (300 s)",
+        "Where the CPU went",
+        "What it means at the original's peak",
     ):
-        assert heading in text
-    assert "| service | 8 | 100 | 0.25 |" in text  # 100 searches/s over 400 gets/s
-    assert "searches 10% of 950/s" in text
-    assert "bookings 100% of 33.9/s" in text
-    assert "| 144 | 48 | 48 | 96 | 0 | 0 |" in text
+        assert heading in text, heading
+    assert "| 64 | 1,000 | 2.50 | 20.00 | 60.00 | 240 | 0 | 0.00 | 0.002 |" in text
+    assert "| 1,000 | 1 x 100 | 100 | 900 | 0 | 0 | 0 | 0 | 3 | 5.50 |" in text
+    assert "1.3 (30 failed)" in text
+    assert "| 20,000 | 19.00 | 380 |" in text  # the emulator's query ceiling
+    assert "| search | 950 | 940 | 100 | 0 | 10.00 | 200 | 0 | 0 | 0 | ok 100 |" in text
+
+
+def test_targets_are_judged_not_enforced() -> None:
+    rows = {row[0]: row for row in targets(_results())}
+    assert rows["crowd 1,000 on 100 seats"][3] == "met"  # 5.5 s <= 6 s, exact
+    assert rows["crowd 5,000 on 500 seats"][3] == "NOT met"  # 41 s > 30 s
+    hottest = rows["hottest document (most writes in any 10 s, / 10)"]
+    assert hottest[2].startswith("1.2/s") and hottest[3] == "NOT met"
+    assert rows["search, 64 connections (wrk)"][3] == "met"
+    assert rows["bookings with no contention"][3] == "NOT met"  # 55/s < 60/s
+    assert rows["peak mix for 5 min (open loop)"][3] == "met"  # 940 >= 95% of 950, 0 failed
+    failing = _results()
+    failing["peak"]["failed"] = 1
+    assert {r[0]: r for r in targets(failing)}["peak mix for 5 min (open loop)"][3] == "NOT met"
+    slow = _results()
+    slow["peak"]["kinds"]["search"]["answered_per_s"] = 900.0
+    assert {r[0]: r for r in targets(slow)}["peak mix for 5 min (open loop)"][3] == "NOT met"
+
+
+def test_cpu_rows_name_every_measured_phase() -> None:
+    names = [name for name, _ in cpu_rows(_results())]
+    assert names == [
+        "crowd 1,000",
+        "crowd 5,000",
+        "search c=8",
+        "search c=64",
+        "booking 8 clients",
+        "booking 32 clients",
+        "peak mix",
+    ]
+    text = render(_results())
+    assert "| phase | Firestore emulator | gateway | bench process | others |" in text
+    assert "| peak mix | 0.60 | 1.70 | 0.10 | – | 1.90 | 2 |" in text
 
 
 def test_render_survives_missing_scenarios() -> None:
