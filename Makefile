@@ -38,11 +38,27 @@ $(CHECKOV_STAMP):
 	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
 	touch $(CHECKOV_STAMP)
 
-install: $(STAMP)
+# The official Firebase Auth emulator (firebase-tools from npm, pinned by its package-lock.json),
+# in the repository, never global: `npm ci` once per lock change (docs/identity.md).
+AUTH_EMULATOR = emulator/auth_emulator
+AUTH_STAMP    = $(AUTH_EMULATOR)/node_modules/.installed
+$(AUTH_STAMP): $(AUTH_EMULATOR)/package-lock.json
+	cd $(AUTH_EMULATOR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(AUTH_STAMP)
+
+install: $(STAMP) $(AUTH_STAMP)
+
+# axe-core for the browser tests' accessibility checks, pinned by its package-lock.json and
+# injected into the pages by Playwright (nothing is fetched at test time).
+BROWSER_TOOLS = tests/e2e/browser
+AXE_STAMP     = $(BROWSER_TOOLS)/node_modules/.installed
+$(AXE_STAMP): $(BROWSER_TOOLS)/package-lock.json
+	cd $(BROWSER_TOOLS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(AXE_STAMP)
 
 # Debian's headless Chromium for the browser tests (tests/e2e/browser), when we may install it;
 # without it those tests are skipped with a reason, nothing else depends on it.
-chromium:
+chromium: $(AXE_STAMP)
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 	  && (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) ; } \
 	  || echo "note: chromium is not installed; the browser tests will be skipped" >&2
@@ -53,9 +69,13 @@ run: install
 
 ## Run every test (starts its own emulators on free ports), then the clock-sensitive suites
 ## again at other Warsaw hours.
+# Two pytest workers (pytest-xdist), each with emulators of its own, a whole file at a time (a
+# file's gateway and fixtures stay on one worker): most tests wait on I/O, so two workers take
+# the suite from about 12 to 6.5 minutes on 2 cores. PARALLEL= runs it in one process.
+PARALLEL ?= -n 2 --dist loadfile
 test: install $(CHECKOV_STAMP) chromium
 	$(BIN)/ruff check .
-	CHECKOV_BIN=$(CHECKOV_VENV)/bin/checkov $(BIN)/python -m pytest -q $(ARGS)
+	CHECKOV_BIN=$(CHECKOV_VENV)/bin/checkov $(BIN)/python -m pytest -q $(PARALLEL) $(ARGS)
 	$(MAKE) --no-print-directory test-clock
 
 # The suites whose outcome could depend on the time of day (marker `clock`, tests/conftest.py)
@@ -66,7 +86,7 @@ CLOCK_HOURS ?= 00:10 23:50
 test-clock: install
 	@for at in $(CLOCK_HOURS); do \
 	  echo "== clock-sensitive suites at $$at Warsaw time"; \
-	  CLOCK_AT=$$at $(BIN)/python -m pytest -q -m clock -p no:cacheprovider || exit 1; \
+	  CLOCK_AT=$$at $(BIN)/python -m pytest -q -m clock -p no:cacheprovider $(PARALLEL) || exit 1; \
 	done
 
 test-unit: install
@@ -81,11 +101,38 @@ format: install
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .local .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(AUTH_EMULATOR)/node_modules .local .pytest_cache .ruff_cache
 
 ## Benchmarks against the local stack (starts its own emulators): results in bench/results/.
-bench: install
+## `make bench` takes about 15 minutes (the peak mix alone is 5), `make bench-quick` under 3.
+.PHONY: bench bench-quick bench-opening bench-impact bench-tools
+bench: install bench-tools
 	$(BIN)/python -m bench $(ARGS)
 
-bench-quick: install
+bench-quick: install bench-tools
 	$(BIN)/python -m bench --quick $(ARGS)
+
+# A cohort opening with its waiting room: people and scripts through HTTP (about 20 minutes;
+# ARGS=--quick: 1,000 arrivals and a one-minute room, about 3). bench/opening.py says what.
+bench-opening: install
+	$(BIN)/python -m bench.opening $(ARGS)
+
+# An impact dry run at the scale of April 2021: 60,000 affected series over 7,000 points, seeded
+# into an emulator of its own (about 10 minutes; ARGS="--points 700 --cases 6000 --valid 2000"
+# for a small one). bench/impact.py says what; the figures are in docs/replanning.md.
+bench-impact: install
+	$(BIN)/python -m bench.impact $(ARGS)
+
+# The benchmarks' own tools, when we may install them; nothing else depends on them. Debian's
+# wrk (C) drives the search load (without it the search scenario says so and measures nothing);
+# py-spy (a binary wheel from PyPI, apart from the locked venv, as the lock tools are) profiles
+# the gateway (make bench does when it is installed; `--no-profile` skips it).
+PY_SPY_VERSION = 0.4.3
+BENCH_TOOLS = $(VENV)/bench-tools
+bench-tools:
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) ; } \
+	  || echo "note: wrk is not installed; the search benchmark will be skipped" >&2
+	@[ -x $(BENCH_TOOLS)/bin/py-spy ] || $(PYTHON) -m pip install --quiet --upgrade \
+	  --target $(BENCH_TOOLS) py-spy==$(PY_SPY_VERSION) \
+	  || echo "note: py-spy is not installed; --profile will be skipped" >&2
