@@ -13,7 +13,7 @@ from common.auth import Principal, verify_principal
 from common.domain.appointments import Channel
 from common.domain.calendar import WARSAW
 from common.domain.errors import ForbiddenError, ValidationFailedError
-from common.services.booking import Actor
+from common.services.booking import Actor, BookAppointment
 from common.services.idempotency import (
     IdempotencyScope,
     StoredResponse,
@@ -86,6 +86,27 @@ def actor_of(principal: Principal, reason: str | None = None) -> Actor:
         reason=reason,
         supervisor=principal.supervisor,
     )
+
+
+def booking_command(
+    request: flask.Request, principal: Principal
+) -> tuple[BaseModel, BookAppointment]:
+    """A booking request (POST /v1/appointments or /v1/holds: the same body, the same checks)
+    as its body and the command that books or holds it. The write attempt is counted first."""
+    from common.api_models import BookRequest
+    from common.http import parse_json
+
+    take_write_attempt(principal)
+    body = parse_json(request, BookRequest)
+    command = BookAppointment(
+        pesel=patient_pesel(principal, body.pesel, body.reason),
+        slot_id=body.slot_id,
+        second_slot_id=body.second_slot_id,
+        channel=CHANNEL_OF_ROLE[principal.role],
+        actor=actor_of(principal, body.reason),
+        queue_ticket=queue_ticket(request),
+    )
+    return body, command
 
 
 def patient_pesel(principal: Principal, requested: str | None, reason: str | None) -> str:

@@ -3,19 +3,8 @@
 import functions_framework
 
 from common import wiring
-from common.api_models import BookRequest
-from common.entry import (
-    CHANNEL_OF_ROLE,
-    actor_of,
-    caller,
-    idempotent_write,
-    patient_pesel,
-    queue_ticket,
-    require_method,
-    take_write_attempt,
-)
-from common.http import endpoint, json_response, parse_json
-from common.services.booking import BookAppointment
+from common.entry import booking_command, caller, idempotent_write, require_method
+from common.http import endpoint, json_response
 
 
 @functions_framework.http
@@ -23,16 +12,7 @@ from common.services.booking import BookAppointment
 def book_appointment(request):
     require_method(request, "POST")
     principal = caller(request)
-    take_write_attempt(principal)
-    body = parse_json(request, BookRequest)
-    command = BookAppointment(
-        pesel=patient_pesel(principal, body.pesel, body.reason),
-        slot_id=body.slot_id,
-        second_slot_id=body.second_slot_id,
-        channel=CHANNEL_OF_ROLE[principal.role],
-        actor=actor_of(principal, body.reason),
-        queue_ticket=queue_ticket(request),
-    )
+    body, command = booking_command(request, principal)
     service = wiring.booking_service()
     result = idempotent_write(
         request, principal, "book", body, lambda idem: service.book(command, wiring.now(), idem)
