@@ -10,14 +10,23 @@ import re
 from typing import Any, ClassVar
 
 # An 11-digit run is what a PESEL looks like; errors travel to logs and API bodies, so we
-# scrub such runs defensively even though callers are told never to pass one.
-_ELEVEN_DIGITS = re.compile(r"(?<!\d)\d{11}(?!\d)")
+# scrub such runs defensively even though callers are told never to pass one. Our ids are
+# 32 hex characters, and one in twenty holds 11 digits in a row: a hex id (20 or more hex
+# characters, a letter among them) is kept whole, or a client would get "fdb2…[redacted]…".
+_ELEVEN_DIGITS = re.compile(
+    r"(?P<hex_id>(?<![0-9A-Za-z])(?=[0-9a-f]*[a-f])[0-9a-f]{20,}(?![0-9A-Za-z]))"
+    r"|(?<!\d)\d{11}(?!\d)"
+)
 _REDACTED = "[redacted]"
+
+
+def _keep_ids(match: re.Match[str]) -> str:
+    return match.group("hex_id") or _REDACTED
 
 
 def _redact(value: Any) -> Any:
     if isinstance(value, str):
-        return _ELEVEN_DIGITS.sub(_REDACTED, value)
+        return _ELEVEN_DIGITS.sub(_keep_ids, value)
     if isinstance(value, dict):
         return {k: _redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
