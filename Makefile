@@ -112,8 +112,8 @@ bench: install bench-tools
 bench-quick: install bench-tools
 	$(BIN)/python -m bench --quick $(ARGS)
 
-# A cohort opening with its waiting room: people and scripts through HTTP (about 20 minutes;
-# ARGS=--quick: 1,000 arrivals and a one-minute room, about 3). bench/opening.py says what.
+# A cohort opening with its waiting room: people and scripts through HTTP (about 30 minutes;
+# ARGS=--quick: 1,000 arrivals and a one-minute room, about 4). bench/opening.py says what.
 bench-opening: install
 	$(BIN)/python -m bench.opening $(ARGS)
 

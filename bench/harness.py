@@ -239,8 +239,10 @@ class BackgroundFolder:
     per point with pending deltas a round, so a point's document takes about one write a
     second at most). Its client has a tracked meter of its own, one per project."""
 
-    def __init__(self, interval_s: float = 1.0) -> None:
-        self.interval_s = interval_s
+    def __init__(self, interval_s: float | None = None) -> None:
+        from common.services.availability import FOLD_INTERVAL_S
+
+        self.interval_s = FOLD_INTERVAL_S if interval_s is None else interval_s
         self._lock = threading.Lock()
         self._folder: Any = None
         self._meters: dict[str, DocumentMeter] = {}
