@@ -124,11 +124,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     else:
         os.killpg(process.pid, signal.SIGKILL)
     if not any("Press Ctrl-C" in line for line in lines):
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)  # the runner and every process it started
         pytest.fail("the stack did not come up:\n" + "".join(lines[-40:]))
     base = f"http://127.0.0.1:{ports['gateway']}"
-    tokens = _signed_in(ports)
     try:
+        # Inside the try: a failed sign-in must not leave the whole stack running.
+        tokens = _signed_in(ports)
         yield {
             "base": base,
             "ports": ports,
