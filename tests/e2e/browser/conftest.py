@@ -16,11 +16,15 @@ test time.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import subprocess
 import tempfile
 import threading
+import urllib.error
+import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, time
@@ -33,6 +37,7 @@ from werkzeug.serving import make_server
 from common import wiring
 from common.config import Settings
 from common.domain.calendar import WARSAW
+from emulator.seed.users import DEMO_USERS
 from tests.support.stack import firestore_client, today_warsaw
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -265,3 +270,60 @@ def assert_fits_the_width(page: Any, where: str) -> None:
     """Nothing sticks out to the right: no horizontal scrolling, on the page or in a box."""
     found = page.evaluate(_OVERFLOW)
     assert found["scroll"] <= found["width"] and found["over"] == [], f"{where}: {found}"
+
+
+# -- what both browser suites use ------------------------------------------------------------
+PESEL = {u.uid: u.pesel for u in DEMO_USERS if u.pesel}
+STAFF_POINT = "pt-00001"
+STAFF_POINT_POSTCODE = "50-444"  # pt-00001 of the demo data is in Wrocław
+WROCLAW = {"latitude": 51.1079, "longitude": 17.0385}
+
+
+def expect(target: Any) -> Any:
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(target)
+
+
+def http(stack: WebStack, method: str, path: str, uid: str, body: Any = None) -> tuple[int, Any]:
+    """The API as a client of the stack, signed in as `uid` (a key on every write)."""
+    headers = {"Authorization": f"Bearer {stack.token(uid)}", "Accept": "application/json"}
+    data = None
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+        data = json.dumps(body).encode()
+    if method != "GET":
+        headers["Idempotency-Key"] = uuid.uuid4().hex
+    request = urllib.request.Request(stack.url + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+def log_in(page: Any, stack: WebStack, uid: str) -> None:
+    page.goto(stack.url + "/")
+    label = stack.tokens[uid]["label"]
+    page.get_by_role("button", name=f"Zaloguj jako: {label}").click()
+
+
+def publish_today(stack: WebStack, opens: str, closes: str, minutes: int, seats: int) -> None:
+    day = stack.now.date()
+    status, body = http(
+        stack,
+        "POST",
+        f"/v1/points/{STAFF_POINT}/calendar/publish",
+        "staff-1",
+        {
+            "date_from": day.isoformat(),
+            "date_to": day.isoformat(),
+            "weekdays": list(range(7)),
+            "opens": opens,
+            "closes": closes,
+            "slot_minutes": minutes,
+            "capacity": seats,
+            "product": "comirnaty",
+        },
+    )
+    assert status == 200, body

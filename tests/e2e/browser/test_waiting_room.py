@@ -9,83 +9,32 @@ browser's clock forward and watches the page notice by itself.
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.error
-import urllib.request
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from common.domain.calendar import WARSAW
-from emulator.seed.users import DEMO_USERS
 from tests.e2e.browser.conftest import (
+    PESEL,
     PHONE,
+    STAFF_POINT_POSTCODE,
     VIEWPORT,
+    WROCLAW,
     WebStack,
     assert_accessible,
     assert_fits_the_width,
+    expect,
+    http,
+    log_in,
+    publish_today,
     screenshot,
 )
 
 pytestmark = [pytest.mark.emulators, pytest.mark.browser]
 
-PESEL = {u.uid: u.pesel for u in DEMO_USERS if u.pesel}
-STAFF_POINT = "pt-00001"
-STAFF_POINT_POSTCODE = "50-444"
-WROCLAW = {"latitude": 51.1079, "longitude": 17.0385}
 NOTICED = 15_000  # ms for the page to notice a change by itself (one poll) on a busy machine
-
-
-def expect(target: Any) -> Any:
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(target)
-
-
-def http(stack: WebStack, method: str, path: str, uid: str, body: Any = None) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {stack.token(uid)}", "Accept": "application/json"}
-    data = None
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-        data = json.dumps(body).encode()
-    if method != "GET":
-        headers["Idempotency-Key"] = uuid.uuid4().hex
-    request = urllib.request.Request(stack.url + path, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"null")
-
-
-def log_in(page: Any, stack: WebStack, uid: str) -> None:
-    page.goto(stack.url + "/")
-    label = stack.tokens[uid]["label"]
-    page.get_by_role("button", name=f"Zaloguj jako: {label}").click()
-
-
-def publish_today(stack: WebStack, opens: str, closes: str, minutes: int, seats: int) -> None:
-    day = stack.now.date()
-    status, body = http(
-        stack,
-        "POST",
-        f"/v1/points/{STAFF_POINT}/calendar/publish",
-        "staff-1",
-        {
-            "date_from": day.isoformat(),
-            "date_to": day.isoformat(),
-            "weekdays": list(range(7)),
-            "opens": opens,
-            "closes": closes,
-            "slot_minutes": minutes,
-            "capacity": seats,
-            "product": "comirnaty",
-        },
-    )
-    assert status == 200, body
 
 
 def publish_opening(

@@ -13,66 +13,40 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
 
 from common.adapters.firestore_store import APPOINTMENTS, VACCINATIONS
-from emulator.seed.users import DEMO_USERS
 from tests.e2e.browser.conftest import (
+    PESEL,
     PHONE,
     ROOT,
+    STAFF_POINT,
+    STAFF_POINT_POSTCODE,
+    WROCLAW,
     WebStack,
     assert_accessible,
     assert_fits_the_width,
+    expect,
+    http,
+    log_in,
+    publish_today,
     screenshot,
 )
 from tests.support.points import audits, seed_visit
 
 pytestmark = [pytest.mark.emulators, pytest.mark.browser]
 
-PESEL = {u.uid: u.pesel for u in DEMO_USERS if u.pesel}
-STAFF_POINT = "pt-00001"
 STAFF_POINT_NAME = "Szpital Miejski we Wrocławiu"  # the demo data's pt-00001
-STAFF_POINT_POSTCODE = "50-444"  # pt-00001 of the demo data is in Wrocław
-WROCLAW = {"latitude": 51.1079, "longitude": 17.0385}
 ADULT_PRODUCTS = ["Comirnaty", "Spikevax", "Vaxzevria", "Jcovden", "Nuvaxovid"]
-
-
-def expect(target: Any) -> Any:
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(target)
-
-
-def http(stack: WebStack, method: str, path: str, uid: str, body: Any = None) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {stack.token(uid)}", "Accept": "application/json"}
-    data = None
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-        data = json.dumps(body).encode()
-    if method != "GET":
-        headers["Idempotency-Key"] = uuid.uuid4().hex
-    request = urllib.request.Request(stack.url + path, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"null")
 
 
 def _slot_is(slot_id: str) -> Any:
     from google.cloud import firestore
 
     return firestore.FieldFilter("slot_id", "==", slot_id)
-
-
-def log_in(page: Any, stack: WebStack, uid: str) -> None:
-    page.goto(stack.url + "/")
-    label = stack.tokens[uid]["label"]
-    page.get_by_role("button", name=f"Zaloguj jako: {label}").click()
 
 
 def assert_no_pesel_leaked(page: Any, stack: WebStack, pesels: list[str]) -> None:
@@ -85,27 +59,6 @@ def assert_no_pesel_leaked(page: Any, stack: WebStack, pesels: list[str]) -> Non
     )
     for pesel in pesels:
         assert pesel not in storage
-
-
-def publish_today(stack: WebStack, opens: str, closes: str, minutes: int, seats: int) -> None:
-    day = stack.now.date()
-    status, body = http(
-        stack,
-        "POST",
-        f"/v1/points/{STAFF_POINT}/calendar/publish",
-        "staff-1",
-        {
-            "date_from": day.isoformat(),
-            "date_to": day.isoformat(),
-            "weekdays": list(range(7)),
-            "opens": opens,
-            "closes": closes,
-            "slot_minutes": minutes,
-            "capacity": seats,
-            "product": "comirnaty",
-        },
-    )
-    assert status == 200, body
 
 
 def parse_ics(text: str) -> list[dict[str, str]]:
