@@ -10,7 +10,6 @@ these tokens and why each check is here.
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import firebase_admin
 from firebase_admin import auth as firebase_auth
 
 from common import clock
+from common.adapters.firebase_app import firebase_app
 from common.config import emulator_mode
 from common.domain.errors import DependencyUnavailableError, ForbiddenError, UnauthenticatedError
 from common.domain.pesel import is_valid_pesel
@@ -43,9 +43,8 @@ class Principal:
             raise ForbiddenError(f"this operation is not open to the role '{self.role}'")
 
 
-@functools.cache
 def _firebase_app(project_id: str) -> firebase_admin.App:
-    return firebase_admin.initialize_app(options={"projectId": project_id}, name=project_id)
+    return firebase_app(project_id, project_id)
 
 
 def bearer_token(authorization_header: str | None) -> str:
@@ -65,8 +64,10 @@ def verify_principal(
     if os.environ.get("FIREBASE_AUTH_EMULATOR_HOST") and not local:
         # firebase-admin would skip the signature check: never outside emulator mode.
         raise UnauthenticatedError("ID tokens cannot be verified here (emulator host set)")
+    # Outside the try: a fault in our own set-up must never be blamed on the caller's token.
+    app = _firebase_app(project_id)
     try:
-        claims = firebase_auth.verify_id_token(token, app=_firebase_app(project_id))
+        claims = firebase_auth.verify_id_token(token, app=app)
     except firebase_auth.CertificateFetchError as err:
         # Google's signing certificates could not be fetched: retry, do not blame the token.
         raise DependencyUnavailableError() from err

@@ -10,7 +10,6 @@ account (a custom role with the firebaseauth.users.* permissions it needs, nothi
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +17,7 @@ import firebase_admin
 from firebase_admin import auth as firebase_auth
 from firebase_admin import exceptions as firebase_errors
 
+from common.adapters.firebase_app import firebase_app
 from common.domain.accounts import AccountExistsError, AccountNotFoundError
 from common.domain.errors import DependencyUnavailableError
 
@@ -31,11 +31,8 @@ class AccountRecord:
     claims: dict[str, Any] = field(default_factory=dict)
 
 
-@functools.cache
 def _app(project_id: str) -> firebase_admin.App:
-    return firebase_admin.initialize_app(
-        options={"projectId": project_id}, name=f"identity-admin-{project_id}"
-    )
+    return firebase_app(f"identity-admin-{project_id}", project_id)
 
 
 class IdentityPlatformAdmin:

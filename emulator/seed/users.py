@@ -61,16 +61,12 @@ def demo_tokens(project_id: str) -> dict[str, dict[str, str]]:
     stack itself signs its users in through the login node and passwords (emulator/sign_in.py)."""
     import os
 
-    import firebase_admin
     from firebase_admin import auth
 
+    from common.adapters.firebase_app import firebase_app
     from emulator.sign_in import _client_call
 
-    app_name = f"demo-tokens-{project_id}"
-    try:
-        app = firebase_admin.get_app(app_name)
-    except ValueError:
-        app = firebase_admin.initialize_app(options={"projectId": project_id}, name=app_name)
+    app = firebase_app(f"demo-tokens-{project_id}", project_id)
     host = os.environ["FIREBASE_AUTH_EMULATOR_HOST"]
     tokens = {}
     for user in DEMO_USERS:

@@ -11,7 +11,6 @@ sign-in costs ~4 ms (measured: 50 in 0.2 s).
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import threading
@@ -20,6 +19,8 @@ from typing import Any
 
 import firebase_admin
 from firebase_admin import auth as firebase_auth
+
+from common.adapters.firebase_app import firebase_app
 
 _lock = threading.Lock()
 _tokens: dict[tuple[str, str, str], str] = {}
@@ -34,11 +35,8 @@ def auth_emulator_url() -> str:
     return f"http://{host}"
 
 
-@functools.cache
 def admin_app(project_id: str) -> firebase_admin.App:
-    return firebase_admin.initialize_app(
-        options={"projectId": project_id}, name=f"tests-identity-{project_id}"
-    )
+    return firebase_app(f"tests-identity-{project_id}", project_id)
 
 
 def emulator_call(path: str, body: dict[str, Any], project_id: str) -> dict[str, Any]:
