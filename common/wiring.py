@@ -411,6 +411,7 @@ def sms_dialog_service():
         contacts=contact_service(),
         limits=phone_limits(),
         room=waiting_room(),
+        replan=replan_service(),
     )
 
 
@@ -494,6 +495,43 @@ def impact_jobs():
 
 
 @functools.cache
+def replan_queue():
+    """Tasks for run_replan_job, on the impact queue (its low rate is the re-plan's too)."""
+    import os
+
+    from common.services.impact import ImpactQueue
+
+    s = settings()
+    client = tasks_client if (s.cloud_tasks_emulator_host or not s.is_local) else None
+    target = os.environ.get("RUN_REPLAN_JOB_URL") or f"{s.functions_base_url}/run_replan_job"
+    return ImpactQueue(
+        client, s.project_id, s.tasks_location, target, s.tasks_invoker_service_account,
+        task_prefix="replan",
+    )  # fmt: skip
+
+
+@functools.cache
+def replan_service():
+    from common.services.replan import ReplanService, offer_sms
+
+    return ReplanService(
+        units(),
+        booking_service(),
+        search_service,
+        notify=lambda offer, now: offer_sms(
+            offer, now, contact_service(), units(), settings().pesel_hash_key
+        ),
+    )
+
+
+@functools.cache
+def replan_jobs():
+    from common.services.replan import ReplanJobs
+
+    return ReplanJobs(units(), impact_jobs(), replan_service(), replan_queue())
+
+
+@functools.cache
 def process_clock() -> clock.Clock:
     settings()  # refuses a shifted clock outside the emulators
     return clock.process_clock()
@@ -556,5 +594,8 @@ def reset() -> None:
         stuck_work_sweeper,
         impact_queue,
         impact_jobs,
+        replan_queue,
+        replan_service,
+        replan_jobs,
     ):
         cached.cache_clear()

@@ -361,17 +361,33 @@ def booking_failure(
         valid_to=date.max,
         booster_number=appointment.booster_number,
     )
-    try:
+
+    def check(moment: datetime) -> None:
         check_booking_eligibility(
             birth_date=birth_date,
             referral=referral,
             product=product,
             visit_date=appointment.day,
-            now=at,
+            now=moment,
             channel=appointment.channel,
             cohorts=rules.cohorts,
             previous_doses=history,
         )
+
+    try:
+        check(at)
+    except CohortNotOpenError as err:
+        # A visit on or after the day the cohort opens is what the rules intend (where a
+        # consented re-plan moves such a booking: common/domain/replan.py); it is judged as
+        # if booked at the opening.
+        opens = err.details.get("opens_at")
+        opening = datetime.fromisoformat(opens) if isinstance(opens, str) else None
+        if opening is None or appointment.day < opening.astimezone(WARSAW).date():
+            return (reason_of(err),)
+        try:
+            check(opening)
+        except DomainError as later:
+            return (reason_of(later),)
     except DomainError as err:
         return (reason_of(err),)
     return ()

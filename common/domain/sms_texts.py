@@ -90,6 +90,35 @@ def displaced(
     return gsm(text + f"Rezerwacja: {PORTAL} lub {HOTLINE}.")
 
 
+def replan_offer(
+    product: str,
+    old_at: datetime,
+    new_at: datetime,
+    point: Mapping[str, Any] | None,
+    expires_at: datetime,
+) -> str:
+    """A consented re-plan's offer (common/services/replan.py): the answer is TAK or NIE."""
+    return gsm(
+        f"e-Rejestracja: Twoja wizyta ({product}) {when(old_at)} musi zostac przeniesiona. "
+        f"Proponujemy {when(new_at)}, {place(point)}. Odpowiedz TAK (przenies) lub NIE (inny "
+        f"termin) do {when(expires_at)}; bez odpowiedzi zaproponujemy inny. {PORTAL}"
+    )
+
+
+def replan_moved(starts_at: datetime, point: Mapping[str, Any] | None) -> str:
+    return gsm(f"e-Rejestracja: przeniesiono. Nowy termin: {when(starts_at)}, {place(point)}.")
+
+
+def replan_next() -> str:
+    return gsm("e-Rejestracja: przyjelismy NIE. Wkrotce wyslemy inna propozycje terminu.")
+
+
+def replan_closed() -> str:
+    return gsm(
+        f"e-Rejestracja: ta propozycja jest juz nieaktualna. Sprawdz {PORTAL} lub {HOTLINE}."
+    )
+
+
 def reminder(product: str, starts_at: datetime, point: Mapping[str, Any] | None) -> str:
     return gsm(
         f"Przypomnienie e-Rejestracji: szczepienie {product} {when(starts_at)}, {place(point)}. "

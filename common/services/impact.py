@@ -128,7 +128,7 @@ from common.services.point_access import read_point
 from common.services.sds_sync import DELIVERIES, supply_id
 from common.services.sds_sync import SUPPLY as SUPPLY_COLLECTION
 from common.services.staff_calendar import ChangeSlotRequest
-from common.services.unit_of_work import Document, RetryPolicy, UnitOfWork, UnitOfWorkRunner
+from common.services.unit_of_work import ONCE, Document, UnitOfWork, UnitOfWorkRunner
 
 IMPACT_JOBS = "impact_jobs"
 IMPACT_CASES = "impact_cases"
@@ -151,7 +151,6 @@ TASKS_TIMEOUT_S = 10.0
 FINISHED = ("done", "failed")
 BOOKED = AppointmentStatus.BOOKED.value
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
-ONCE = RetryPolicy(attempts=1)
 CSV_COLUMNS = (
     "appointment_id",
     "series_id",
@@ -735,12 +734,15 @@ class ImpactQueue:
         location: str,
         target_url: str,
         invoker_service_account: str | None = None,
+        task_prefix: str = "impact",
     ) -> None:
         self._client = client
         self.project_id = project_id
         self.location = location
         self.target = target_url
         self.invoker = invoker_service_account
+        # The re-plan jobs share the queue (and its low rate) with their own target and names.
+        self.task_prefix = task_prefix
 
     def enqueue(self, job_id: str, suffix: str) -> str:
         """A task named after the job and its slice: a repeat is one task (ALREADY_EXISTS)."""
@@ -756,7 +758,10 @@ class ImpactQueue:
         }
         if self.invoker:
             request["oidc_token"] = {"service_account_email": self.invoker, "audience": self.target}
-        task = {"name": f"{queue}/tasks/impact-{job_id}-{suffix}", "http_request": request}
+        task = {
+            "name": f"{queue}/tasks/{self.task_prefix}-{job_id}-{suffix}",
+            "http_request": request,
+        }
         try:
             client.create_task(parent=queue, task=task, timeout=TASKS_TIMEOUT_S)
         except gexc.AlreadyExists:
@@ -967,6 +972,12 @@ class ImpactJobs:
             if int(chunk.get("page", 0)) >= pages:
                 return
             yield from cases_from_rows(chunk.get("rows") or [])
+
+    def page_cases(self, job_id: str, page: int) -> list[AffectedCase]:
+        """The cases one committed page of a job found (a page that found none has no chunk):
+        the re-plan (common/services/replan.py) works through a dry run page by page."""
+        found = self.units.reader().get(IMPACT_CASES, chunk_id(job_id, page))
+        return cases_from_rows(found.data.get("rows") or []) if found is not None else []
 
     def _chunks(self, job_id: str, after: Any) -> list[Any]:
         query = (

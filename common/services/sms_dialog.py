@@ -80,7 +80,7 @@ from common.services.idempotency import Idempotency, request_fingerprint
 from common.services.notifications import SmsSender, phone_key, short_hash
 from common.services.phone_limits import PhoneLimits, Verdict
 from common.services.search import SearchQuery, SearchService
-from common.services.unit_of_work import RetryPolicy, UnitOfWork, UnitOfWorkRunner
+from common.services.unit_of_work import ONCE, UnitOfWork, UnitOfWorkRunner
 
 CLAIM_STALE_AFTER = timedelta(seconds=30)
 BOOKING_STALE_AFTER = timedelta(seconds=30)
@@ -91,7 +91,6 @@ INBOUND_TTL = timedelta(days=7)
 # one retry policy), a bound on how often a message re-enters the conversation.
 MAX_BOOKING_ROUNDS = 3
 # Releasing a claim is a courtesy (a stale claim is taken over anyway): tried once.
-ONCE = RetryPolicy(attempts=1)
 SEARCH_PAGES = 3
 SEARCH_DAYS = 30
 CODE_TTL = timedelta(minutes=10)
@@ -184,6 +183,7 @@ class SmsDialogService:
         contacts: Any = None,  # common.services.contacts.ContactService: whose number is whose
         limits: PhoneLimits | None = None,
         room: Any = None,  # common.services.waiting_room.WaitingRoom: the openings' queues
+        replan: Any = None,  # common.services.replan.ReplanService: TAK/NIE to a re-plan offer
     ) -> None:
         self.units = units
         self.rule_book = rule_book  # products by age and their names: the rules at `now`
@@ -197,6 +197,7 @@ class SmsDialogService:
         self.contacts = contacts
         self.limits = limits
         self.room = room
+        self.replan = replan
 
     # -- inbound dedupe ----------------------------------------------------------------------
     def receive(self, inbound: SmsInbound, now: datetime) -> str:
@@ -212,7 +213,8 @@ class SmsDialogService:
             return "rate_limited"
         try:
             owner = self._owner_phone(command, now)
-            reply, outcome = self._converse(inbound, command, owner, now)
+            answered = self._replan_answer(inbound, command, now)
+            reply, outcome = answered or self._converse(inbound, command, owner, now)
             if reply:
                 self._reply(inbound, inbound_id, reply, outcome, now)
             if outcome in ("code_sent", "replayed"):
@@ -223,6 +225,17 @@ class SmsDialogService:
         self._done(inbound_id, outcome, now)
         log.info("sms dialog step", outcome=outcome)
         return outcome
+
+    def _replan_answer(self, inbound: SmsInbound, command: Command, now: datetime) -> Reply | None:
+        """TAK or NIE to a re-plan offer sent to this number (common/services/replan.py), when
+        this conversation has no booking offer of its own waiting for the answer."""
+        if self.replan is None or command.kind not in ("yes", "no"):
+            return None
+        key = phone_key(inbound.sender, self.secret)
+        dialog = self.units.reader().get(SMS_DIALOGS, key)
+        if dialog is not None and dialog.data.get("state") in ("offered", "booking"):
+            return None
+        return self.replan.answer_by_sms(key, command.kind == "yes", now)
 
     def _reply(
         self, inbound: SmsInbound, inbound_id: str, text: str, outcome: str, now: datetime

@@ -38,7 +38,7 @@ from common.domain.appointments import Appointment, AppointmentStatus
 from common.domain.errors import DependencyUnavailableError
 from common.services.notifications import SmsSender
 from common.services.p1_reporting import P1_REPORTS, P1Reporter
-from common.services.unit_of_work import RetryPolicy, UnitOfWork, UnitOfWorkRunner
+from common.services.unit_of_work import ONCE, UnitOfWork, UnitOfWorkRunner
 
 PAGE = 100
 GIVE_UP_AFTER = timedelta(hours=24)
@@ -46,7 +46,6 @@ FIRST_BACKOFF = timedelta(minutes=5)
 MAX_BACKOFF = timedelta(hours=1)
 # Kinds whose message is about a visit that must still be booked (at that time) to be sent.
 ABOUT_A_BOOKED_VISIT = frozenset({"appointment.booked", "appointment.rescheduled", "reminder"})
-ONCE = RetryPolicy(attempts=1)
 
 
 def _contended() -> Exception:

@@ -76,6 +76,8 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
+# One attempt: a commit guarded by a version whose loser must not try again (another worker won).
+ONCE = RetryPolicy(attempts=1)
 
 
 class UnitOfWork(Protocol):

@@ -1,4 +1,5 @@
-"""Scheduled (every minute): end the holds past their time, giving their seats back."""
+"""Scheduled (every minute): end the holds past their time, giving their seats back; and the
+re-plan offers past their time (silence is a NIE: the next alternative is offered)."""
 
 import functions_framework
 
@@ -9,4 +10,7 @@ from common.http import endpoint, json_response
 @functions_framework.http
 @endpoint
 def expire_holds(request):
-    return json_response(wiring.hold_service().expire(wiring.now()))
+    now = wiring.now()
+    holds = wiring.hold_service().expire(now)
+    offers = wiring.replan_service().expire(now)
+    return json_response({**holds, "offers": offers})

@@ -117,6 +117,74 @@ module "firestore" {
       ]
     },
     {
+      # resume_impact_jobs also resumes the re-plans whose lease ran out.
+      collection = "replan_jobs"
+      fields = [
+        { field_path = "status", order = "ASCENDING" },
+        { field_path = "retry_after", order = "ASCENDING" },
+      ]
+    },
+    {
+      # expire_holds: the re-plan offers past their time (and those left in `next`).
+      collection = "replan_offers"
+      fields = [
+        { field_path = "status", order = "ASCENDING" },
+        { field_path = "expires_at", order = "ASCENDING" },
+      ]
+    },
+    {
+      collection = "replan_offers"
+      fields = [
+        { field_path = "status", order = "ASCENDING" },
+        { field_path = "updated_at", order = "ASCENDING" },
+      ]
+    },
+    {
+      # GET /v1/offers: a patient's open offers; the hotline's list of offers told to nobody.
+      collection = "replan_offers"
+      fields = [
+        { field_path = "patient_key", order = "ASCENDING" },
+        { field_path = "status", order = "ASCENDING" },
+      ]
+    },
+    {
+      collection = "replan_offers"
+      fields = [
+        { field_path = "status", order = "ASCENDING" },
+        { field_path = "channel", order = "ASCENDING" },
+      ]
+    },
+    {
+      # TAK / NIE by SMS: the open offer sent to this (keyed) number.
+      collection = "replan_offers"
+      fields = [
+        { field_path = "phone_key", order = "ASCENDING" },
+        { field_path = "status", order = "ASCENDING" },
+      ]
+    },
+    {
+      # GET /v1/admin/replans/{id}: the offers of a job counted per status.
+      collection = "replan_offers"
+      fields = [
+        { field_path = "job_id", order = "ASCENDING" },
+        { field_path = "status", order = "ASCENDING" },
+      ]
+    },
+    {
+      collection = "replan_offers"
+      fields = [
+        { field_path = "job_id", order = "ASCENDING" },
+        { field_path = "declined", order = "ASCENDING" },
+      ]
+    },
+    {
+      collection = "replan_offers"
+      fields = [
+        { field_path = "job_id", order = "ASCENDING" },
+        { field_path = "expired", order = "ASCENDING" },
+      ]
+    },
+    {
       # measure_booking_rates counts a county's bookings of the last day: point_id in [...],
       # created_at >= (common/services/expected_wait.py).
       collection = "appointments"
@@ -161,6 +229,8 @@ module "firestore" {
     seat_reservations   = "purge_at"
     impact_jobs         = "expires_at"
     impact_cases        = "expires_at"
+    replan_jobs         = "purge_at"
+    replan_offers       = "purge_at"
     used_assertions     = "expires_at"
   }
 
@@ -240,6 +310,8 @@ module "function" {
       SEND_REMINDER_URL = "https://send-reminder-${module.project_services.project_number}.${var.region}.run.app"
       # run_impact_job's, for the impact dry runs' tasks (common/services/impact.py).
       RUN_IMPACT_JOB_URL = "https://run-impact-job-${module.project_services.project_number}.${var.region}.run.app"
+      # run_replan_job's, for the re-plans' tasks (common/services/replan.py).
+      RUN_REPLAN_JOB_URL = "https://run-replan-job-${module.project_services.project_number}.${var.region}.run.app"
     } : {},
     each.value.trigger == "identity_blocking" ? {
       BLOCKING_FUNCTION_URL  = local.blocking_function_url

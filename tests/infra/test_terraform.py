@@ -404,6 +404,8 @@ TTL_WRITERS = {
     "audit_log": "common/services/audit.py",
     "impact_jobs": "common/services/impact.py",
     "impact_cases": "common/services/impact.py",
+    "replan_jobs": "common/services/replan.py",
+    "replan_offers": "common/services/replan.py",
     "used_assertions": "common/services/sign_in.py",
 }
 

@@ -4,9 +4,12 @@ a free port, the notify-patient push subscription, and a patient with a phone.""
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -18,7 +21,7 @@ import requests
 from google.cloud import firestore, pubsub_v1
 from werkzeug.serving import make_server
 
-from common import wiring
+from common import clock, wiring
 from common.adapters.cloud_tasks import make_tasks_client
 from common.adapters.firestore_store import OUTBOX, PATIENTS
 from common.config import Settings
@@ -238,3 +241,28 @@ def visit_start(slot_id: str) -> datetime:
 
 def payload_of(document: dict[str, Any]) -> dict[str, Any]:
     return json.loads(document["payload"])
+
+
+def sign(body: bytes) -> str:
+    """The SMS provider's signature of a webhook call."""
+    return "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+
+
+def webhook_sms(
+    world: SmsWorld, text: str, phone: str, message_id: str | None = None, signed: bool = True
+) -> requests.Response:
+    """An incoming SMS delivered to receive_sms as the provider's webhook does."""
+    body = json.dumps(
+        {
+            "message_id": message_id or f"IN-{uuid.uuid4().hex[:10]}",
+            "from": phone,
+            "text": text,
+            "received_at": clock.now().isoformat(),
+        }
+    ).encode()
+    headers = {"Content-Type": "application/json"}
+    if signed:
+        headers["X-Sms-Signature"] = sign(body)
+    return requests.post(
+        f"{world.gateway_url}/_functions/receive_sms", data=body, headers=headers, timeout=30
+    )

@@ -500,6 +500,69 @@ def _impact_job(ctx: Ctx) -> str:
     return response.get_json()["job"]["job_id"]
 
 
+def _finished_dry_run(ctx: Ctx) -> str:
+    """A dry run asked for by the admin and run to its end (by the test, as a task would)."""
+    from common import clock
+    from common.services.impact import ImpactJobs
+
+    job_id = _impact_job(ctx)
+    jobs = ImpactJobs(
+        wiring.units(), wiring.firestore_client(), wiring.rule_book(), _NoQueue(),
+        min_page_interval_s=0,
+    )  # fmt: skip
+    for _ in range(50):
+        if jobs.run(job_id, clock.now(), queue_next=False)["outcome"] == "done":
+            return job_id
+    raise AssertionError("the dry run did not finish")
+
+
+class _NoQueue:
+    def enqueue(self, job_id: str, suffix: str) -> str:
+        return "created"
+
+
+def _replan(ctx: Ctx, role: str) -> Call:
+    return Call("/v1/admin/replans", {"impact_job_id": _finished_dry_run(ctx)})
+
+
+def _replan_job(ctx: Ctx) -> str:
+    response = ctx.world.api.call(
+        "POST", "/v1/admin/replans", token=ctx.token("admin"),
+        body=_replan(ctx, "admin").body, key=uuid.uuid4().hex,
+    )  # fmt: skip
+    assert response.status_code == 202, response.get_json()
+    return response.get_json()["job"]["job_id"]
+
+
+def _offer_to_a(ctx: Ctx, role: str) -> Call:
+    """A re-plan offer made to patient A (a visit of A unseated by a cut, offered another
+    slot at X), answered NIE by each role; a fresh offer for every call."""
+    from common import clock
+    from common.domain.impact import AffectedCase, AffectedVisit
+
+    appointment_id = ctx.visit_of_a()
+    visit = ctx.world.appointment(appointment_id)
+    case = AffectedCase(
+        series_id=visit["series_id"],
+        patient_key=visit["patient_key"],
+        product=visit["product"],
+        visits=(
+            AffectedVisit(
+                appointment_id=appointment_id, dose=1, dose_kind="primary",
+                day=date.fromisoformat(visit["day"]), point_id=visit["point_id"],
+                slot_id=visit["slot_id"], county=None, voivodeship=None, reasons=("capacity",),
+            ),
+        ),
+    )  # fmt: skip
+    job = {"job_id": uuid.uuid4().hex, "max_offers": 3, "offer_hours": 24}
+    service = wiring.replan_service()
+    assert service.open_case(job, case, {}, clock.now()) == "offered"
+    from common.domain.replan import offer_id
+
+    return Call(f"/v1/offers/{offer_id(job['job_id'], case.series_id)}",
+                {"answer": "decline", **_reason(role)})  # fmt: skip
+
+
 def _reservation_body(ctx: Ctx) -> dict[str, Any]:
     from common import clock
 
@@ -706,6 +769,25 @@ MATRIX: dict[str, Row] = {
     ),
     "listImpactCases": Row(
         lambda c, r: Call(f"/v1/admin/impact/{_impact_job(c)}/cases"), _statuses(403, admin=200)
+    ),
+    "createReplanJob": Row(_replan, _statuses(403, admin=202)),
+    "getReplanJob": Row(
+        lambda c, r: Call(f"/v1/admin/replans/{_replan_job(c)}"), _statuses(403, admin=200)
+    ),
+    "listOffers": Row(
+        lambda c, r: Call("/v1/offers", query={"list": "hotline"}),
+        _statuses(
+            403,
+            patient_a=200,
+            patient_b=200,
+            guardian=200,
+            agent_reason=200,
+            agent_no_reason=200,
+            admin=200,
+        ),
+    ),
+    "answerOffer": Row(
+        _offer_to_a, _statuses(403, patient_a=200, agent_reason=200, admin=200, **_HOLDERS)
     ),
 }
 

@@ -36,7 +36,6 @@ from werkzeug.serving import make_server
 
 from common import clock, wiring
 from common.adapters.firestore_store import APPOINTMENTS, AUDIT_LOG, SEATS
-from common.adapters.sds_client import SdsDelivery, SdsDemand
 from common.declarations import load_declarations
 from common.domain.calendar import SlotRef
 from common.domain.rulebook import RULES_DIR
@@ -49,10 +48,12 @@ from common.services.impact import (
     _Lost,
     parse_change,
 )
-from common.services.sds_sync import SdsSync
 from tests.support.freezer import FreezableProxy
 from tests.support.points import POINT_X, POINT_Y, World, make_world, seed_visit, sid, snapshot
 from tests.support.stack import add_patient, gateway, today_warsaw
+from tests.support.supply import FakeSds
+from tests.support.supply import delivery as _delivery
+from tests.support.supply import sync as _sync
 
 
 @functools.cache
@@ -560,20 +561,6 @@ def test_a_capacity_cut_lists_exactly_what_the_real_change_cancels(
 # -- an SDS shortfall ------------------------------------------------------------------------
 
 
-class FakeSds:
-    """SDS's delivery feed (cursor = sequence) and its demand endpoint, in memory."""
-
-    def __init__(self) -> None:
-        self.feed: list[SdsDelivery] = []
-
-    def deliveries_since(self, cursor: str | None, limit: int = 100):
-        page = [d for d in self.feed if d.sequence > int(cursor or 0)][:limit]
-        return page, (str(page[-1].sequence) if page else cursor or "")
-
-    def put_demand(self, point_id: str, week: str, doses: dict[str, int]) -> SdsDemand:
-        return SdsDemand(point_id=point_id, iso_week=week, doses=doses, updated_at=clock.now())
-
-
 def _monday() -> date:
     today = today_warsaw()
     return today + timedelta(days=14 - today.weekday())
@@ -621,24 +608,6 @@ def supply_world(project: str) -> tuple[World, FakeSds, dict[str, Any]]:
     summary = _sync(sds).run(clock.now())
     assert summary["reconciled"] == 3 and summary["lowered"] == 0  # enough for everyone
     return world, sds, {"jcovden": jcovden, "series": series, "kept": kept, "weeks": (week, later)}
-
-
-def _delivery(delivery_id, product, doses, day, sequence, status="delivered") -> SdsDelivery:
-    return SdsDelivery(
-        delivery_id=delivery_id,
-        point_id=POINT_X,
-        product=product,
-        doses=doses,
-        delivery_date=day,
-        sequence=sequence,
-        status=status,
-    )
-
-
-def _sync(sds: FakeSds) -> SdsSync:
-    return SdsSync(
-        wiring.units(), sds, wiring.staff_calendar_service(), wiring.availability_folder()
-    )
 
 
 def test_an_sds_shortfall_lists_exactly_what_the_real_sync_cancels(supply_world) -> None:

@@ -3,10 +3,7 @@ dialog): offer, NIE, TAK once however often it arrives, expiry, refusals, privac
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import io
-import json
 import logging
 import threading
 import uuid
@@ -22,7 +19,13 @@ from common.adapters.firestore_store import APPOINTMENTS
 from common.adapters.sms_client import SmsInbound
 from common.services.sms_dialog import parse_command, postcode_of
 from tests.integration import sms_support
-from tests.integration.sms_support import WEBHOOK_SECRET, SmsWorld, point_with_slots, wait_for
+from tests.integration.sms_support import (
+    WEBHOOK_SECRET,
+    SmsWorld,
+    point_with_slots,
+    wait_for,
+    webhook_sms,
+)
 
 # The shared fixtures of the SMS tests.
 gateway_url = sms_support.gateway_url
@@ -39,27 +42,10 @@ def dialog(world: SmsWorld, monkeypatch: pytest.MonkeyPatch) -> SmsWorld:
     return world
 
 
-def _sign(body: bytes) -> str:
-    return "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
-
-
 def _sms(
     world: SmsWorld, text: str, phone: str = PHONE, message_id: str | None = None, sign=True
 ) -> requests.Response:
-    body = json.dumps(
-        {
-            "message_id": message_id or f"IN-{uuid.uuid4().hex[:10]}",
-            "from": phone,
-            "text": text,
-            "received_at": clock.now().isoformat(),
-        }
-    ).encode()
-    headers = {"Content-Type": "application/json"}
-    if sign:
-        headers["X-Sms-Signature"] = _sign(body)
-    return requests.post(
-        f"{world.gateway_url}/_functions/receive_sms", data=body, headers=headers, timeout=30
-    )
+    return webhook_sms(world, text, phone, message_id, sign)
 
 
 def _replies(world: SmsWorld, phone: str = PHONE) -> list[str]:

@@ -166,10 +166,26 @@ def test_the_hotline_channel_opens_later_than_the_portal(book: RuleBook) -> None
     data["cohorts"][1]["opens_at"] = "2031-03-03T00:00:00"  # opens as the version starts
     rules = _rules(book, cohorts=CohortRules.model_validate(data))
     at = judgment_moment(AS_OF, EFFECTIVE)
-    portal = [_appointment("a1", product="jcovden")]
-    hotline = [_appointment("a1", product="jcovden", channel="hotline")]
+    opening_day = date(2031, 3, 3)
+    portal = [_appointment("a1", product="jcovden", day=opening_day)]
+    hotline = [_appointment("a1", product="jcovden", channel="hotline", day=opening_day)]
     assert judge_series(portal, birth_date=BORN_1970, rules=rules, at=at) == {}
-    assert judge_series(hotline, birth_date=BORN_1970, rules=rules, at=at) == {"a1": ("cohort",)}
+    # The hotline opens at 06:00: a visit that day is after it opens, one the day before not.
+    assert judge_series(hotline, birth_date=BORN_1970, rules=rules, at=at) == {}
+    earlier = [_appointment("a1", product="jcovden", channel="hotline", day=date(2031, 3, 2))]
+    assert judge_series(earlier, birth_date=BORN_1970, rules=rules, at=at) == {"a1": ("cohort",)}
+
+
+def test_a_visit_on_or_after_the_cohorts_opening_is_valid(book: RuleBook) -> None:
+    """Where a re-plan moves a booking its cohort made too early: judged as if booked then."""
+    data = _cohorts_closing_1961_1980().model_dump(mode="json")
+    data["cohorts"][1]["opens_at"] = "2031-05-24T00:00:00"
+    rules = _rules(book, cohorts=CohortRules.model_validate(data))
+    at = judgment_moment(AS_OF, EFFECTIVE)
+    april = [_appointment("a1", product="jcovden", day=date(2031, 4, 10))]
+    late_may = [_appointment("a1", product="jcovden", day=date(2031, 5, 24))]
+    assert judge_series(april, birth_date=BORN_1970, rules=rules, at=at) == {"a1": ("cohort",)}
+    assert judge_series(late_may, birth_date=BORN_1970, rules=rules, at=at) == {}
 
 
 def test_an_age_limit_raised(book: RuleBook) -> None:
