@@ -412,6 +412,7 @@ def sms_dialog_service():
         limits=phone_limits(),
         room=waiting_room(),
         replan=replan_service(),
+        waitlist=waitlist_service(),
     )
 
 
@@ -532,6 +533,21 @@ def replan_jobs():
 
 
 @functools.cache
+def waitlist_service():
+    from common.services.waitlist import WaitlistService, waitlist_sms
+
+    secret = settings().pesel_hash_key
+    return WaitlistService(
+        units(),
+        hold_service(),
+        search_service,
+        vault(),
+        secret,
+        notify=lambda entry, hold, now: waitlist_sms(entry, hold, now, contact_service(), secret),
+    )
+
+
+@functools.cache
 def process_clock() -> clock.Clock:
     settings()  # refuses a shifted clock outside the emulators
     return clock.process_clock()
@@ -597,5 +613,6 @@ def reset() -> None:
         replan_queue,
         replan_service,
         replan_jobs,
+        waitlist_service,
     ):
         cached.cache_clear()

@@ -119,6 +119,23 @@ def replan_closed() -> str:
     )
 
 
+def waitlist_offer(product: str, starts_at: datetime, expires_at: datetime) -> str:
+    """A seat freed for someone on the waitlist (common/services/waitlist.py)."""
+    return gsm(
+        f"e-Rejestracja: zwolnil sie termin szczepienia ({product}) {when(starts_at)}, "
+        f"zarezerwowany dla Ciebie do {when(expires_at)}. Odpowiedz TAK (rezerwuje) lub NIE "
+        f"(rezygnuje). {PORTAL}"
+    )
+
+
+def waitlist_booked(starts_at: datetime) -> str:
+    return gsm(f"e-Rejestracja: zarezerwowano szczepienie {when(starts_at)}. Dziekujemy.")
+
+
+def waitlist_released() -> str:
+    return gsm("e-Rejestracja: termin zwolniony dla kolejnej osoby. Zostajesz na liscie.")
+
+
 def reminder(product: str, starts_at: datetime, point: Mapping[str, Any] | None) -> str:
     return gsm(
         f"Przypomnienie e-Rejestracji: szczepienie {product} {when(starts_at)}, {place(point)}. "
@@ -165,8 +182,20 @@ def dialog_taken_then_offer(offer: str) -> str:
     return gsm("Ten termin zostal wlasnie zajety. " + offer)
 
 
-def dialog_no_slots() -> str:
+def dialog_no_slots(waitlist: bool = False) -> str:
+    if waitlist:
+        return gsm(
+            "Brak wolnych terminow w poblizu. Odpowiedz CZEKAM, a gdy zwolni sie termin, "
+            f"zarezerwujemy go dla Ciebie. Lub zadzwon na {HOTLINE}."
+        )
     return gsm(f"Brak wolnych terminow w poblizu. Sprobuj pozniej lub zadzwon na {HOTLINE}.")
+
+
+def dialog_waitlisted() -> str:
+    return gsm(
+        "e-Rejestracja: jestes na liscie oczekujacych. Gdy zwolni sie termin w poblizu, "
+        "wyslemy SMS z propozycja (odpowiedz TAK lub NIE)."
+    )
 
 
 def dialog_booked(

@@ -98,13 +98,14 @@ CODE_ATTEMPTS = 5
 _YES = {"TAK", "T", "TAK!", "OK"}
 _NO = {"NIE", "N", "NASTEPNY", "NASTĘPNY", "INNY"}
 _STOP = {"STOP", "KONIEC", "ANULUJ"}
+_WAIT = {"CZEKAM", "CZEKAJ", "LISTA"}
 _IGNORED_WORDS = {"PESEL", "KOD", "KODPOCZTOWY", "POCZTOWY"}
 
 
 # -- parsing (pure) ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Command:
-    kind: str  # "start", "code", "yes", "no", "stop", "unknown"
+    kind: str  # "start", "code", "yes", "no", "stop", "wait", "unknown"
     digits: str = ""
     product_word: str | None = None
 
@@ -123,6 +124,8 @@ def parse_command(text: str) -> Command:
             return Command("no")
         if word in _STOP:
             return Command("stop")
+        if word in _WAIT:
+            return Command("wait")
     if digits:
         product = next((w for w in words if w not in _IGNORED_WORDS), None)
         return Command("start", digits=digits, product_word=product)
@@ -184,6 +187,7 @@ class SmsDialogService:
         limits: PhoneLimits | None = None,
         room: Any = None,  # common.services.waiting_room.WaitingRoom: the openings' queues
         replan: Any = None,  # common.services.replan.ReplanService: TAK/NIE to a re-plan offer
+        waitlist: Any = None,  # common.services.waitlist.WaitlistService: TAK/NIE to its offer
     ) -> None:
         self.units = units
         self.rule_book = rule_book  # products by age and their names: the rules at `now`
@@ -198,6 +202,7 @@ class SmsDialogService:
         self.limits = limits
         self.room = room
         self.replan = replan
+        self.waitlist = waitlist
 
     # -- inbound dedupe ----------------------------------------------------------------------
     def receive(self, inbound: SmsInbound, now: datetime) -> str:
@@ -213,7 +218,9 @@ class SmsDialogService:
             return "rate_limited"
         try:
             owner = self._owner_phone(command, now)
-            answered = self._replan_answer(inbound, command, now)
+            answered = self._replan_answer(inbound, command, now) or self._wait(
+                inbound, command, now
+            )
             reply, outcome = answered or self._converse(inbound, command, owner, now)
             if reply:
                 self._reply(inbound, inbound_id, reply, outcome, now)
@@ -227,15 +234,51 @@ class SmsDialogService:
         return outcome
 
     def _replan_answer(self, inbound: SmsInbound, command: Command, now: datetime) -> Reply | None:
-        """TAK or NIE to a re-plan offer sent to this number (common/services/replan.py), when
-        this conversation has no booking offer of its own waiting for the answer."""
-        if self.replan is None or command.kind not in ("yes", "no"):
+        """TAK or NIE to an offer sent to this number, a re-plan's (common/services/replan.py)
+        or the waitlist's (common/services/waitlist.py), when this conversation has no booking
+        offer of its own waiting for the answer."""
+        if command.kind not in ("yes", "no"):
             return None
         key = phone_key(inbound.sender, self.secret)
         dialog = self.units.reader().get(SMS_DIALOGS, key)
         if dialog is not None and dialog.data.get("state") in ("offered", "booking"):
             return None
-        return self.replan.answer_by_sms(key, command.kind == "yes", now)
+        for offers in (self.replan, self.waitlist):
+            answered = offers.answer_by_sms(key, command.kind == "yes", now) if offers else None
+            if answered is not None:
+                return answered
+        return None
+
+    def _wait(self, inbound: SmsInbound, command: Command, now: datetime) -> Reply | None:
+        """CZEKAM after "no free slots": the waitlist, for this conversation's patient, around
+        its postcode, for its products (common/services/waitlist.py). Outside any attempt:
+        joining is a unit of work of its own (joining twice keeps one place)."""
+        if self.waitlist is None or command.kind != "wait":
+            return None
+        from common.services.booking import Actor
+        from common.services.waitlist import JoinWaitlist
+
+        key = phone_key(inbound.sender, self.secret)
+        found = self.units.reader().get(SMS_DIALOGS, key)
+        dialog = found.data if found is not None else {}
+        pesel = self._dialog_pesel(key, dialog, now) if dialog.get("state") == "no_slots" else None
+        if pesel is None or not dialog.get("postcode"):
+            return sms_texts.dialog_no_offer(), "no_offer"
+        products = list(dialog.get("products") or [])
+        wish = JoinWaitlist(
+            postcode=dialog["postcode"], products=products if len(products) <= 5 else []
+        )
+        actor = Actor(uid="sms", role="patient")
+        self.waitlist.join(actor, pesel.value, wish, "sms", now)
+
+        def attempt(uow: UnitOfWork) -> None:
+            current = uow.get(SMS_DIALOGS, key)
+            if current is not None and current.data.get("state") == "no_slots":
+                uow.update(SMS_DIALOGS, key, {**self._idle("waitlisted"), "updated_at": now},
+                           if_version=current.version)  # fmt: skip
+
+        self.units.run(attempt, on_conflict=lambda _uow: None, gave_up=SmsDialogBusyError)
+        return sms_texts.dialog_waitlisted(), "waitlisted"
 
     def _reply(
         self, inbound: SmsInbound, inbound_id: str, text: str, outcome: str, now: datetime
@@ -738,10 +781,12 @@ class SmsDialogService:
         offered = list(dialog.get("offered") or [])
         found = self._find_slot(dialog, set(offered), now)
         if found is None:
-            return Step(
-                {**self._idle("no_slots"), "appointment": dialog.get("appointment")},
-                sms_texts.dialog_no_slots(),
-            )
+            fields = {**self._idle("no_slots"), "appointment": dialog.get("appointment")}
+            if self.waitlist is not None:
+                # Kept for a CZEKAM (the waitlist books by PESEL); the dialog expires in a day.
+                kept = ("pesel_enc", "patient_key", "postcode", "products")
+                fields |= {"state": "no_slots", **{k: dialog.get(k) for k in kept}}
+            return Step(fields, sms_texts.dialog_no_slots(self.waitlist is not None))
         slot, point = found
         starts_at = datetime.fromisoformat(slot["starts_at"])
         offer = {

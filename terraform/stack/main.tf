@@ -155,6 +155,22 @@ module "firestore" {
       ]
     },
     {
+      # match_waitlist: the people waiting, in the order they joined; their place in line.
+      collection = "waitlist"
+      fields = [
+        { field_path = "status", order = "ASCENDING" },
+        { field_path = "joined_at", order = "ASCENDING" },
+      ]
+    },
+    {
+      # TAK / NIE by SMS to the waitlist's offer sent to this (keyed) number.
+      collection = "waitlist"
+      fields = [
+        { field_path = "phone_key", order = "ASCENDING" },
+        { field_path = "status", order = "ASCENDING" },
+      ]
+    },
+    {
       # TAK / NIE by SMS: the open offer sent to this (keyed) number.
       collection = "replan_offers"
       fields = [
@@ -231,6 +247,7 @@ module "firestore" {
     impact_cases        = "expires_at"
     replan_jobs         = "purge_at"
     replan_offers       = "purge_at"
+    waitlist            = "purge_at"
     used_assertions     = "expires_at"
   }
 

@@ -406,6 +406,7 @@ TTL_WRITERS = {
     "impact_cases": "common/services/impact.py",
     "replan_jobs": "common/services/replan.py",
     "replan_offers": "common/services/replan.py",
+    "waitlist": "common/services/waitlist.py",
     "used_assertions": "common/services/sign_in.py",
 }
 

@@ -563,6 +563,47 @@ def _offer_to_a(ctx: Ctx, role: str) -> Call:
                 {"answer": "decline", **_reason(role)})  # fmt: skip
 
 
+_KRAKOW = {"lat": 50.0614, "lon": 19.9366, "radius_km": 10}
+
+
+def _waitlist_body(ctx: Ctx, role: str, pesel: str | None = None) -> dict[str, Any]:
+    """A patient joins themself; anyone else names the patient (a fresh one) and a reason."""
+    if role in ("patient_a", "patient_b", "guardian"):
+        return dict(_KRAKOW)
+    return {**_KRAKOW, "pesel": pesel or ctx.fresh_patient(), **_reason(role)}
+
+
+def _join_waitlist(ctx: Ctx, role: str) -> Call:
+    return Call("/v1/waitlist", _waitlist_body(ctx, role))
+
+
+def _a_on_the_waitlist(ctx: Ctx) -> None:
+    joined = ctx.world.api.call(
+        "POST", "/v1/waitlist", token=ctx.token("patient_a"), body=dict(_KRAKOW),
+        key=uuid.uuid4().hex,
+    )  # fmt: skip
+    assert joined.status_code == 201, joined.get_json()
+
+
+def _my_waitlist(ctx: Ctx, role: str) -> Call:
+    _a_on_the_waitlist(ctx)
+    return Call("/v1/waitlist")
+
+
+def _leave_waitlist(ctx: Ctx, role: str) -> Call:
+    """Patient A leaves their own place; the others take someone off who is on the list."""
+    if role in ("patient_a", "patient_b", "guardian"):
+        _a_on_the_waitlist(ctx)
+        return Call("/v1/waitlist/leave", {})
+    pesel = ctx.fresh_patient()
+    joined = ctx.world.api.call(
+        "POST", "/v1/waitlist", token=ctx.token("admin"),
+        body=_waitlist_body(ctx, "admin", pesel), key=uuid.uuid4().hex,
+    )  # fmt: skip
+    assert joined.status_code == 201, joined.get_json()
+    return Call("/v1/waitlist/leave", {"pesel": pesel, **_reason(role)})
+
+
 def _reservation_body(ctx: Ctx) -> dict[str, Any]:
     from common import clock
 
@@ -788,6 +829,31 @@ MATRIX: dict[str, Row] = {
     ),
     "answerOffer": Row(
         _offer_to_a, _statuses(403, patient_a=200, agent_reason=200, admin=200, **_HOLDERS)
+    ),
+    "joinWaitlist": Row(
+        _join_waitlist,
+        _statuses(
+            403,
+            patient_a=201,
+            patient_b=201,
+            guardian=201,
+            agent_reason=201,
+            agent_no_reason=400,
+            admin=201,
+        ),
+    ),
+    "getWaitlist": Row(_my_waitlist, _statuses(403, patient_a=200, patient_b=404, guardian=404)),
+    "leaveWaitlist": Row(
+        _leave_waitlist,
+        _statuses(
+            403,
+            patient_a=200,
+            patient_b=404,
+            guardian=404,
+            agent_reason=200,
+            agent_no_reason=400,
+            admin=200,
+        ),
     ),
 }
 

@@ -1,5 +1,6 @@
-"""A re-plan offer by SMS, answered TAK or NIE from the patient's verified number (issue 15
-item 2): through the SMS gateway simulator and the receive_sms webhook, behind the gateway."""
+"""Offers by SMS, answered TAK or NIE from the patient's verified number (issue 15): a re-plan's
+(item 2) and the waitlist's (item 3), through the SMS gateway simulator and the receive_sms
+webhook, behind the gateway."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from common import clock, wiring
 from common.adapters.firestore_store import APPOINTMENTS, SEATS
 from common.domain.impact import AffectedCase, AffectedVisit
 from common.domain.replan import offer_id
-from common.services.booking import Actor, BookAppointment
+from common.services.booking import Actor, BookAppointment, CancelAppointment
 from common.services.replan import OFFERS
 from tests.integration import sms_support
 from tests.integration.sms_support import (
@@ -108,3 +109,53 @@ def test_nie_then_tak_by_sms_moves_the_visit_once(sms: SmsWorld):
     webhook_sms(sms, "NIE", PHONE)
     assert _offer(sms, the_id)["status"] == "accepted"
     assert sms.db.collection(APPOINTMENTS).document(appointment_id).get().to_dict() == moved
+
+
+def test_by_sms_on_the_waitlist_then_a_freed_seat_booked_with_tak(sms: SmsWorld):
+    """No free slot: CZEKAM puts the texting patient on the waitlist; a seat is freed (another
+    patient cancels), the sweep holds it for them and texts; TAK books it."""
+    from common.services.availability import AvailabilityFolder
+    from common.services.waitlist import WAITLIST, entry_id
+
+    slots = point_with_slots(sms.db, days=[3], capacity=1)
+    other, _ = sms.patient(None, serial=72)
+    taken = wiring.booking_service().book(
+        BookAppointment(pesel=other, slot_id=slots[0], channel="portal",
+                        actor=Actor(uid="o", role="patient")),
+        clock.now(),
+    ).body["appointments"][0]  # fmt: skip
+    AvailabilityFolder(sms.db).fold_all()
+    pesel, key = sms.patient(PHONE, serial=71)
+    assert webhook_sms(sms, f"{pesel} 31-001", PHONE).status_code == 200
+    assert wait_for(lambda: len(_texts(sms)) == 1)
+    assert "CZEKAM" in _texts(sms)[0]
+    assert webhook_sms(sms, "czekam", PHONE).status_code == 200
+    assert wait_for(lambda: len(_texts(sms)) == 2)
+    entry = sms.db.collection(WAITLIST).document(entry_id(key)).get().to_dict()
+    assert entry["status"] == "waiting" and entry["channel"] == "sms"
+    assert pesel not in str(entry) and PHONE not in str(entry)
+
+    wiring.booking_service().cancel(
+        CancelAppointment(appointment_id=taken["appointment_id"], channel="portal",
+                          actor=Actor(uid="admin", role="admin")),
+        clock.now(),
+    )  # fmt: skip
+    AvailabilityFolder(sms.db).fold_all()
+    waiting = wiring.waitlist_service()
+    # The sweep runs every minute; its search view catches up with the fold within a second.
+    assert wait_for(lambda: waiting.match(clock.now())["offered"] == 1, timeout_s=10)
+    entry = sms.db.collection(WAITLIST).document(entry_id(key)).get().to_dict()
+    assert entry["status"] == "offered" and entry["told"] == "sms"
+    assert wait_for(lambda: len(_texts(sms)) == 3)
+    assert "zwolnil sie termin" in _texts(sms)[-1]
+    assert webhook_sms(sms, "TAK", PHONE).status_code == 200
+    (visit,) = [
+        d.to_dict()
+        for d in sms.db.collection(APPOINTMENTS).stream()
+        if d.to_dict()["patient_key"] == key
+    ]
+    assert visit["slot_id"] == slots[0] and visit["status"] == "booked"
+    assert wait_for(lambda: len(_texts(sms)) == 4)
+    assert _texts(sms)[-1].startswith("e-Rejestracja: zarezerwowano")
+    waiting.match(clock.now())
+    assert sms.db.collection(WAITLIST).document(entry_id(key)).get().to_dict()["status"] == "booked"
