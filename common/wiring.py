@@ -186,8 +186,8 @@ def expected_wait_service():
 
 @functools.cache
 def booking_rate_meter():
-    """The scheduled measurement of bookings per county. The waitlist's length comes from
-    `waitlist_in_collection` until the waitlist part passes its own (expected_wait.py)."""
+    """The scheduled measurement of bookings per county, and of each county's waitlist
+    (`waitlist_in_collection`: the entries still waiting, by their `county_id`)."""
     from common.services.expected_wait import BookingRateMeter
 
     return BookingRateMeter(
@@ -544,6 +544,7 @@ def waitlist_service():
         vault(),
         secret,
         notify=lambda entry, hold, now: waitlist_sms(entry, hold, now, contact_service(), secret),
+        county=expected_wait_service().county_of,
     )
 
 

@@ -15,12 +15,10 @@ computed where it is shown (the formula and its limits: common/domain/wait_estim
   for the county of the searched postcode or of the nearest point, and the patient's cohort).
   A search instance reads a county's measurement once a minute at most (ESTIMATE_CACHE_S).
 
-**The waitlist** is another part's (in the making): its length is read through
-`WaitlistLength`, a function `(reader, county_id, now) -> int`. Until that part provides its
-own, `waitlist_in_collection` counts the documents of the collection `waitlist` with
-`county_id` == the county and `status` == "waiting" (zero while the collection does not
-exist); a waitlist that keeps other fields passes its own function to `BookingRateMeter`
-(common/wiring.py). The count runs in the scheduled job, never per search.
+**The waitlist** (common/services/waitlist.py) keeps each entry's `county_id` (the county of
+its postcode, or of the point nearest its place: `county_of`); `waitlist_in_collection` counts
+a county's entries still `waiting` (a count aggregation), through `WaitlistLength`, a function
+`(reader, county_id, now) -> int`. The count runs in the scheduled job, never per search.
 """
 
 from __future__ import annotations
@@ -408,7 +406,7 @@ class ExpectedWaitService:
     def _for_search(
         self, query: Any, center: GeoPoint, birth_date: date | None, now: datetime
     ) -> dict[str, Any] | None:
-        key = self._county_of(query, center)
+        key = self.county_of(query, center)
         if key is None:
             return None
         memo = (key, birth_date, query.product, now.astimezone(WARSAW).date())
@@ -426,7 +424,9 @@ class ExpectedWaitService:
         self._results[memo] = (tick, found)
         return found
 
-    def _county_of(self, query: Any, center: GeoPoint) -> str | None:
+    def county_of(self, query: Any, center: GeoPoint) -> str | None:
+        """The county of a postcode, else of the point nearest `center` (the waitlist keeps it
+        on each entry, so that a county's waitlist is counted without a scan)."""
         if getattr(query, "postcode", None):
             info = load_postcode_directory().lookup(normalize_postcode(query.postcode))
             if info is not None:

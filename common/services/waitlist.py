@@ -43,6 +43,7 @@ from common.domain.errors import (
     OverloadedError,
 )
 from common.domain.pesel import parse_pesel, pesel_key
+from common.geo import GeoPoint
 from common.services.booking import Actor, BookAppointment
 from common.services.holds import HOLDS, hold_view
 from common.services.search import SearchQuery
@@ -117,6 +118,7 @@ class WaitlistService:
         secret: bytes,
         notify: Callable[[dict[str, Any], dict[str, Any], datetime], dict[str, Any]] | None = None,
         *,
+        county: Callable[[Any, Any], str | None] | None = None,
         offer_ttl: timedelta = OFFER_TTL,
         budget_s: float = SWEEP_BUDGET_S,
         monotonic: Callable[[], float] = time.monotonic,
@@ -127,6 +129,8 @@ class WaitlistService:
         self.vault = vault
         self.secret = secret
         self.notify = notify or (lambda entry, hold, now: {"channel": "portal"})
+        # The county an entry counts in for the expected wait (common/services/expected_wait.py).
+        self.county = county or (lambda query, center: None)
         self.offer_ttl = offer_ttl
         self.budget_s = budget_s
         self.monotonic = monotonic
@@ -146,6 +150,7 @@ class WaitlistService:
         key = pesel_key(parsed, self.secret)
         the_id = entry_id(key)
         center = self._center(body)
+        county = self.county(body, GeoPoint(*center))
         products = sorted(set(body.products))
         catalogue = self.holds.booking.rules_at(now).catalogue
         for product in products:
@@ -167,6 +172,7 @@ class WaitlistService:
                 "lat": center[0],
                 "lon": center[1],
                 "radius_km": body.radius_km,
+                "county_id": county,
                 "products": products,
                 "date_from": body.date_from.isoformat() if body.date_from else None,
                 "date_to": body.date_to.isoformat() if body.date_to else None,

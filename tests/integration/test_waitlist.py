@@ -16,6 +16,7 @@ import pytest
 from common import clock, wiring
 from common.adapters.firestore_store import APPOINTMENTS, AUDIT_LOG
 from common.services.availability import AvailabilityFolder
+from common.services.expected_wait import county_id, waitlist_in_collection
 from common.services.search import SearchService
 from common.services.waitlist import WAITLIST, WaitlistService, entry_id
 from tests.support.points import POINT_X, POINT_Y, World, key_of, make_world, sid
@@ -104,6 +105,11 @@ def test_a_freed_seat_goes_to_the_first_waiting_then_the_next(world: World) -> N
     world.clock.advance(timedelta(seconds=1))  # type: ignore[attr-defined]
     _join(world, "patient-5", products=["comirnaty"])  # nothing of it here
     assert _mine(world, 3)["waiting_ahead"] == 1 and _mine(world, 5)["waiting_ahead"] == 3
+
+    # Each entry counts in its county's waitlist, for the expected wait (item 6).
+    krakow = county_id("małopolskie", "Kraków")
+    assert _entry(world, 2)["county_id"] == krakow
+    assert waitlist_in_collection(wiring.units().reader(), krakow, world.clock.now()) == 4
 
     assert _sweep(world)["offered"] == 0  # nothing free
     # Patient 0 cancels: the seat is held for the first in line (2), nobody else.
