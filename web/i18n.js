@@ -530,6 +530,11 @@ const STRINGS = {
     "error.reservation_not_found": "Nie ma takiej rezerwacji miejsc w tym punkcie — mogła zostać już usunięta. Odśwież listę rezerwacji.",
     "error.reservation_conflict": "Miejsca w tym zakresie są już zarezerwowane dla innych grup (łącznie najwyżej 100%). Zmniejsz odsetek albo zmień dni lub szczepionkę.",
     "error.impact_job_not_found": "Nie ma takiej analizy skutków zmiany — mogła wygasnąć (wyniki są przechowywane 30 dni). Uruchom analizę ponownie.",
+    "error.replan_job_not_found": "Nie ma takiego przeplanowania ani analizy skutków o tym numerze. Sprawdź numer analizy (przeplanować można tylko zakończoną analizę).",
+    "error.replan_conflict": "Tej analizy nie można teraz przeplanować: albo jeszcze trwa, albo jej przeplanowanie już działa. Sprawdź jej stan.",
+    "error.offer_not_found": "Nie ma takiej propozycji terminu. Sprawdź listę propozycji.",
+    "error.offer_closed": "Ta propozycja terminu jest już nieaktualna (odpowiedziano na nią, minął czas albo wizyta się zmieniła). Sprawdź listę propozycji.",
+    "error.waitlist_entry_not_found": "Nie jesteś na liście oczekujących. Zapisz się, a powiadomimy Cię, gdy zwolni się termin.",
   },
   en: {
     "common.skip": "Skip to content",
@@ -1056,6 +1061,11 @@ const STRINGS = {
     "error.reservation_not_found": "There is no such seat reservation at this point — it may have been removed already. Refresh the list of reservations.",
     "error.reservation_conflict": "The seats in this scope are already reserved for other groups (100% at most in all). Lower the percentage or change the days or the vaccine.",
     "error.impact_job_not_found": "There is no such impact analysis — it may have expired (results are kept 30 days). Run the analysis again.",
+    "error.replan_job_not_found": "There is no re-plan or impact analysis with this number. Check the analysis number (only a finished analysis can be re-planned).",
+    "error.replan_conflict": "This analysis cannot be re-planned now: it is still running, or its re-plan has started already. Check its state.",
+    "error.offer_not_found": "There is no such offer of a new date. Check the list of offers.",
+    "error.offer_closed": "This offer is no longer open (it was answered, its time ran out, or the visit changed). Check the list of offers.",
+    "error.waitlist_entry_not_found": "You are not on the waitlist. Join it and we will tell you when a seat frees up.",
   },
 };
 

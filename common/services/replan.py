@@ -208,8 +208,14 @@ class ReplanService:
             date_to=limits.date_to,
             limit=SEARCH_POINTS,
         )
+        try:
+            items = search.search(query, now)["items"]
+        except DependencyUnavailableError:
+            raise
+        except DomainError:
+            return []  # e.g. the cohort opens beyond the searchable horizon: the hotline's
         found: list[Candidate] = []
-        for item in search.search(query, now)["items"]:
+        for item in items:
             point_id = item["point"]["point_id"]
             calendar = self.booking.calendar(point_id)
             for slot in calendar.free_slots(
@@ -513,7 +519,7 @@ class ReplanService:
             }
             uow.update(OFFERS, the_id, fields, if_version=version)
             uow.audit(actor, f"replan.{why}", [], now, offer_id=the_id)
-            uow.after_commit(lambda: self.follow_up(the_id, now))
+            uow.after_commit(lambda: self._follow_up_soon(the_id, now))
             return uow.respond(StoredResponse(200, {"offer": offer_view(offer | fields)}))
 
         return self.units.run(attempt, idem=idem, gave_up=_busy)
@@ -526,6 +532,14 @@ class ReplanService:
                 uow.delete(SEATS, held["seat_id"], if_version=seat.version)
             # else: a booker took the expired seat over and counted it; the +1 still holds.
         stage_free_changes(uow, [(s["slot_id"], +1) for s in offer["seats"]], now)
+
+    def _follow_up_soon(self, the_id: str, now: datetime) -> None:
+        """After the answer's commit: the next offer now; if Firestore or search fails here,
+        the answer stands and the minute's sweep (`expire`) carries the offer on from `next`."""
+        try:
+            self.follow_up(the_id, now)
+        except DomainError as err:
+            log.warning("re-plan next offer deferred", offer_id=the_id, reason=err.code)
 
     def follow_up(self, the_id: str, now: datetime) -> str:
         """After a NIE or silence: the next alternative, or the hotline's list."""

@@ -106,10 +106,19 @@ def test_missing_gcloud_fails_with_what_to_install(tmp_path: Path):
     assert "Traceback" not in result.stderr + result.stdout
 
 
-def test_run_command_brings_everything_up_and_ctrl_c_leaves_nothing(tmp_path: Path):
+def test_run_command_brings_everything_up_ctrl_c_leaves_nothing_and_persist_keeps_data(
+    tmp_path: Path, monkeypatch
+):
+    """One stack start serves both checks of the run command (each start costs ~40 s of
+    CI): up and usable, down with nothing left; and with --persist, the data of this run is
+    there in the next."""
+    from google.cloud import firestore
+
+    data_dir = tmp_path / "firestore-data"
     ports = _ports()
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{ports['firestore']}")
     process = subprocess.Popen(
-        _stack_argv(ports, "--points", "40"),
+        _stack_argv(ports, "--points", "40", "--persist", str(data_dir)),
         cwd=ROOT,
         env=_clean_env(),
         stdout=subprocess.PIPE,
@@ -148,6 +157,7 @@ def test_run_command_brings_everything_up_and_ctrl_c_leaves_nothing(tmp_path: Pa
         )
         result = json.loads(urllib.request.urlopen(request, timeout=30).read())
         assert result["items"], "the demo data should offer slots near Kraków"
+        firestore.Client(project="demo-e2e").collection("notes").document("n1").set({"v": 42})
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -157,10 +167,20 @@ def test_run_command_brings_everything_up_and_ctrl_c_leaves_nothing(tmp_path: Pa
             raise
     rest = process.stdout.read() if process.stdout else ""
     assert process.returncode == 0, rest
-    assert "Stopped." in rest
+    assert "Stopped." in rest and "Firestore data saved" in rest
     for port in ports.values():
         assert port_is_free("127.0.0.1", port), f"port {port} still in use after Ctrl-C"
         assert _processes_mentioning(str(port)) == [], f"processes left on {port}"
+
+    # Again, with the same data directory and no seeding: this run's data is there.
+    second = _start_and_wait(_stack_argv(ports, "--no-seed", "--persist", str(data_dir)))
+    try:
+        client = firestore.Client(project="demo-e2e")
+        snapshot = client.collection("notes").document("n1").get()
+        assert snapshot.exists and snapshot.to_dict() == {"v": 42}
+        assert client.collection("points").limit(1).get(), "the seeded points are kept too"
+    finally:
+        _stop(second)
 
 
 def _start_and_wait(argv: list[str]) -> subprocess.Popen[str]:
@@ -191,24 +211,3 @@ def _stop(process: subprocess.Popen[str]) -> str:
     process.send_signal(signal.SIGINT)
     process.wait(timeout=60)
     return process.stdout.read() if process.stdout else ""
-
-
-def test_persist_keeps_firestore_data_between_runs(tmp_path: Path, monkeypatch):
-    from google.cloud import firestore
-
-    data_dir = tmp_path / "firestore-data"
-    ports = _ports()
-    argv = _stack_argv(ports, "--no-seed", "--persist", str(data_dir))
-    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{ports['firestore']}")
-    first = _start_and_wait(argv)
-    try:
-        firestore.Client(project="demo-e2e").collection("notes").document("n1").set({"v": 42})
-    finally:
-        saved = _stop(first)
-    assert "Firestore data saved" in saved
-    second = _start_and_wait(argv)
-    try:
-        snapshot = firestore.Client(project="demo-e2e").collection("notes").document("n1").get()
-        assert snapshot.exists and snapshot.to_dict() == {"v": 42}
-    finally:
-        _stop(second)

@@ -15,6 +15,8 @@ Dates follow the one clock (common/clock.py): any hour of any day.
 from __future__ import annotations
 
 import functools
+import os
+import time
 import uuid
 from collections import Counter
 from datetime import date, timedelta
@@ -33,7 +35,17 @@ from common.domain.rulebook import RULES_DIR
 from common.services.availability import AvailabilityFolder
 from common.services.impact import ImpactJobs
 from common.services.replan import OFFERS, REPLAN_JOBS, ReplanJobs, ReplanService
-from tests.support.points import POINT_X, POINT_Y, POINT_Z, World, key_of, make_world, sid
+from tests.support.freezer import FreezableProxy
+from tests.support.points import (
+    POINT_X,
+    POINT_Y,
+    POINT_Z,
+    World,
+    key_of,
+    make_world,
+    sid,
+    snapshot,
+)
 from tests.support.stack import add_patient, today_warsaw
 from tests.support.supply import FakeSds, delivery, sync
 
@@ -420,4 +432,38 @@ def test_an_sds_shortfall_re_homes_instead_of_cancelling(project: str) -> None:
     live = _booked(world)
     assert set(booked) <= set(live)
     assert Counter(a["point_id"] for a in live.values()) == {POINT_X: 3, POINT_Z: 2}
+    _check_no_seat_twice(world)
+
+
+@pytest.fixture
+def frozen_firestore(monkeypatch: pytest.MonkeyPatch):
+    proxy = FreezableProxy(os.environ["FIRESTORE_EMULATOR_HOST"])
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", proxy.address)
+    wiring.reset()
+    yield proxy
+    proxy.close()
+
+
+def test_firestore_down_is_a_503_and_the_answer_is_all_or_nothing(april, frozen_firestore) -> None:
+    world, seeded = april  # its own client reaches the emulator directly
+    change = {"kind": "rules", "effective_from": today_warsaw().isoformat(),
+              "cohorts": _correction(seeded["opens"])}  # fmt: skip
+    dry_run = _dry_run(world, change)
+    with frozen_firestore.frozen():
+        refused = world.write("POST", "/v1/admin/replans", "admin", {"impact_job_id": dry_run})
+    assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
+    time.sleep(0.5)
+    assert world.db.collection(REPLAN_JOBS).count().get()[0][0].value == 0
+    _start(world, dry_run)
+    _jobs(_service(Told())).run(dry_run, clock.now())
+    series = world.appointment(seeded["cases"]["tak"][0])["series_id"]
+    the_id = offer_id(dry_run, series)
+    before = snapshot(world.db)
+    with frozen_firestore.frozen():
+        answer = _answer(world, "patient-0", the_id, "accept")
+    assert answer.status_code == 503 and int(answer.headers["Retry-After"]) >= 1
+    time.sleep(0.5)  # what the frozen proxy held flows on: it must change nothing
+    assert snapshot(world.db) == before
+    accepted = _answer(world, "patient-0", the_id, "accept")
+    assert accepted.status_code == 200, accepted.get_json()
     _check_no_seat_twice(world)

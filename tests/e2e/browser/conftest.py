@@ -124,13 +124,19 @@ class WebStack:
     requests: list[str] = field(default_factory=list)
     # The stack's clock (wiring.now): `now` until a test moves it (move_to).
     clock: list[datetime] = field(default_factory=list)
+    # The browsers' clocks (Playwright's), kept at the stack's: a page decides from its own
+    # Date whether a visit has started (no "move" button then), so a page on the real clock
+    # and a stack at 06:00 disagreed after 08:00, and a test failed for the hour it ran at.
+    browser_clocks: list[Any] = field(default_factory=list)
 
     def token(self, uid: str) -> str:
         return self.tokens[uid]["token"]
 
     def move_to(self, moment: datetime) -> None:
-        """Move the stack's clock (every function reads wiring.now) to `moment`."""
+        """Move the stack's clock (every function reads wiring.now) and the pages' to `moment`."""
         self.clock[0] = moment
+        for browser_clock in self.browser_clocks:
+            browser_clock.set_fixed_time(moment)
 
     def current(self) -> datetime:
         return self.clock[0]
@@ -191,6 +197,9 @@ def web_stack(
 
 @pytest.fixture
 def page(browser_context: Any, web_stack: WebStack) -> Iterator[Any]:
+    # Date.now() is the stack's moment; timers still run (the pages poll as they would).
+    browser_context.clock.set_fixed_time(web_stack.current())
+    web_stack.browser_clocks.append(browser_context.clock)
     page = browser_context.new_page()
     errors: list[str] = []
     page.on("request", lambda request: web_stack.requests.append(request.url))
