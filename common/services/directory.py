@@ -8,6 +8,7 @@ well under Firestore's 1 MiB document limit).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, time, timedelta
 from typing import Any
 
@@ -94,10 +95,16 @@ def regular_calendar(
 
 
 def write_calendars(client: firestore.Client, calendars: Sequence[dict[str, Any]]) -> None:
-    for start in range(0, len(calendars), 100):
+    """Seed calendars (the demo, tests, benchmarks): batches of 100 committed a few at once,
+    since one commit mostly waits on the store (7,000 points: 56 s one by one)."""
+
+    def commit(start: int) -> None:
         batch = client.batch()
         for document in calendars[start : start + 100]:
             batch.set(
                 client.collection(AVAILABILITY).document(document["point_id"]), changed(document)
             )
         batch.commit(**RPC)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(commit, range(0, len(calendars), 100)))
