@@ -37,6 +37,7 @@ from common import structured_log as log
 from common.adapters.vault import FieldVault, VaultError
 from common.domain.calendar import WARSAW
 from common.domain.errors import (
+    AlreadyBookedError,
     DependencyUnavailableError,
     DomainError,
     NotFoundError,
@@ -329,8 +330,12 @@ class WaitlistService:
             )
         except DependencyUnavailableError:
             raise
+        except AlreadyBookedError:
+            # Booked meanwhile by another channel: nothing left to wait for.
+            self._close(doc, BOOKED, now)
+            return "skipped"
         except DomainError as err:
-            # Full meanwhile, already booked elsewhere, not eligible any more: not this seat.
+            # Full meanwhile, or not eligible (yet): not this seat, perhaps a later one.
             log.info("waitlist offer not made", reason=err.code)
             return "skipped"
         hold = held.body["hold"]
@@ -349,6 +354,18 @@ class WaitlistService:
             return "skipped"
         self._tell(doc.id, entry, hold, now)
         return "offered"
+
+    def _close(self, doc: Document, status: str, now: datetime) -> None:
+        def attempt(uow: UnitOfWork) -> None:
+            fields = {"status": status, "pesel_enc": None, "updated_at": now,
+                      "purge_at": now + KEEP}  # fmt: skip
+            uow.update(WAITLIST, doc.id, fields, if_version=doc.version)
+            uow.audit(_SYSTEM, f"waitlist.{status}", [], now, entry_id=doc.id)
+
+        try:
+            self.units.run(attempt, gave_up=_busy)
+        except DomainError:
+            pass  # changed meanwhile: the next sweep sees it as it is
 
     def _find(self, entry: dict[str, Any], now: datetime) -> str | None:
         """The nearest free seat that fits, earliest first at that point; not one declined."""

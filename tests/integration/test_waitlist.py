@@ -181,6 +181,16 @@ def test_many_seats_freed_at_once_go_to_as_many_people_in_order(world: World) ->
     assert warsaw["slots"][0]["point_id"] == POINT_Y
 
 
+def test_one_who_booked_elsewhere_is_taken_off_not_offered(world: World) -> None:
+    _join(world, "patient-0")
+    _join(world, "patient-1")
+    slot = sid(POINT_X, world.day, time(9, 0), "jcovden")
+    assert world.book(0, slot).status_code == 201  # booked in the portal meanwhile
+    _sweep(world)
+    assert _entry(world, 0)["status"] == "booked" and _entry(world, 0)["pesel_enc"] is None
+    assert _entry(world, 1)["status"] == "offered"  # the next one gets a seat
+
+
 def test_bad_input_changes_nothing(world: World) -> None:
     before = world.db.collection(WAITLIST).count().get()[0][0].value
     for body in (
