@@ -82,6 +82,8 @@ LEASE = timedelta(minutes=5)
 KEEP = timedelta(days=60)  # offers and jobs (Firestore TTL on `purge_at`)
 SEARCH_RADIUS_KM = 100
 SEARCH_POINTS = 10
+CANDIDATES_PER_POINT = 40  # the earliest free slots of a point considered for a case
+CANDIDATE_DAYS = 30  # from the earliest allowed day, as search looks ahead
 _ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -214,16 +216,30 @@ class ReplanService:
             raise
         except DomainError:
             return []  # e.g. the cohort opens beyond the searchable horizon: the hotline's
+        # The candidates come from search's in-memory view (no read per point and case); only
+        # the point finally chosen is read, with its seats, when its seats are picked.
+        indexes = search.view.indexes
+        # Looked at from a week before the booked day (not from tomorrow): the days nearest the
+        # one booked are among a point's earliest free slots, as `rank` prefers them.
+        # A bounded window (a lone dose 2's interval) is looked at whole.
+        start = max(limits.date_from, first.day - timedelta(days=7))
+        if limits.date_to is not None:
+            start = limits.date_from
+        date_to = limits.date_to or start + timedelta(days=CANDIDATE_DAYS)
         found: list[Candidate] = []
         for item in items:
             point_id = item["point"]["point_id"]
-            calendar = self.booking.calendar(point_id)
-            for slot in calendar.free_slots(
+            index = indexes.get(point_id)
+            if index is None:
+                continue
+            _, free = index.free_in(
                 not_before=now,
-                date_from=limits.date_from,
-                date_to=limits.date_to,
+                date_from=start,
+                date_to=date_to,
                 product=first.product,
-            ):
+                earliest=CANDIDATES_PER_POINT,
+            )
+            for slot in free:
                 if limits.allows(point_id, slot.ref.slot_id, slot.ref.day):
                     found.append(
                         Candidate(point_id, slot.ref.slot_id, slot.ref.day, item["distance_km"])
