@@ -467,3 +467,46 @@ def test_firestore_down_is_a_503_and_the_answer_is_all_or_nothing(april, frozen_
     accepted = _answer(world, "patient-0", the_id, "accept")
     assert accepted.status_code == 200, accepted.get_json()
     _check_no_seat_twice(world)
+
+
+def test_a_narrowed_interval_moves_dose_2_alone_into_its_new_window(project: str) -> None:
+    """A vaccines version narrows comirnaty's interval to 21-28 days: the dose 2 booked at 35
+    days is the case, alone; it is offered a seat in the new window at its own point."""
+    today = today_warsaw()
+    first = today + timedelta(days=3)
+    world = make_world(
+        project,
+        patients=1,
+        slots={
+            POINT_X: [
+                (first, dtime(10, 0), "comirnaty", 2),
+                (first + timedelta(days=35), dtime(10, 0), "comirnaty", 2),
+                (first + timedelta(days=24), dtime(10, 0), "comirnaty", 2),
+            ],
+        },
+    )
+    booked = world.book(0, sid(POINT_X, first, dtime(10, 0), "comirnaty"))
+    assert booked.status_code == 201, booked.get_json()
+    dose1, dose2 = (a["appointment_id"] for a in booked.get_json()["appointments"])
+    if world.appointment(dose2)["day"] != (first + timedelta(days=35)).isoformat():
+        dose1, dose2 = dose2, dose1
+    AvailabilityFolder(world.db).fold_all()
+    vaccines = yaml.safe_load((RULES_DIR / "vaccines.yaml").read_text(encoding="utf-8"))
+    vaccines["version"] = f"test-{uuid.uuid4().hex[:8]}"
+    for product in vaccines["products"]:
+        if product["code"] == "comirnaty":
+            product |= {"min_interval_days": 21, "planned_interval_days": 24,
+                        "max_interval_days": 28}  # fmt: skip
+    change = {"kind": "rules", "effective_from": today.isoformat(),
+              "vaccines": yaml.safe_dump(vaccines, sort_keys=False)}  # fmt: skip
+    dry_run = _dry_run(world, change)
+    (case,) = list(_jobs(_service(Told())).impact.cases(dry_run))
+    assert case.appointment_ids == (dose2,) and case.visits[0].reasons == ("interval",)
+    _start(world, dry_run)
+    _jobs(_service(Told())).run(dry_run, clock.now())
+    (offer,) = _offers(world, "patient-0")
+    assert [s["day"] for s in offer["to"]] == [(first + timedelta(days=24)).isoformat()]
+    assert _answer(world, "patient-0", offer["offer_id"], "accept").status_code == 200
+    assert world.appointment(dose2)["day"] == (first + timedelta(days=24)).isoformat()
+    assert world.appointment(dose1)["day"] == first.isoformat()  # dose 1 untouched
+    _check_no_seat_twice(world)
