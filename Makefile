@@ -105,7 +105,7 @@ clean:
 
 ## Benchmarks against the local stack (starts its own emulators): results in bench/results/.
 ## `make bench` takes about 15 minutes (the peak mix alone is 5), `make bench-quick` under 3.
-.PHONY: bench bench-quick bench-opening bench-impact bench-tools
+.PHONY: bench bench-quick bench-opening bench-impact bench-replan bench-tools
 bench: install bench-tools
 	$(BIN)/python -m bench $(ARGS)
 
@@ -122,6 +122,12 @@ bench-opening: install
 # for a small one). bench/impact.py says what; the figures are in docs/replanning.md.
 bench-impact: install
 	$(BIN)/python -m bench.impact $(ARGS)
+
+# That dry run, then its re-plan on the first 3,000 cases, with bookings through HTTP all along
+# (about 20 minutes; ARGS=--quick: 700 points, 6,000 cases, 1,000 re-planned, about 5).
+# bench/replan.py says what; the figures are in docs/benchmarks.md.
+bench-replan: install
+	$(BIN)/python -m bench.replan $(ARGS)
 
 # The benchmarks' own tools, when we may install them; nothing else depends on them. Debian's
 # wrk (C) drives the search load (without it the search scenario says so and measures nothing);
