@@ -231,6 +231,50 @@ def extrapolate(total_cases: int, cases_per_s: float, default_rate: float = DEFA
     }
 
 
+def rate_by_window(
+    ended: Sequence[float], start: float, end: float, window_s: float = 60.0
+) -> list:
+    """Cases a second in each window from `start` (monotonic ends of cases); the last window
+    is as long as what is left of the run."""
+    rates = []
+    at = start
+    while at < end:
+        until = min(at + window_s, end)
+        done = sum(1 for moment in ended if at <= moment < until)
+        rates.append(round(done / (until - at), 1))
+        at = until
+    return rates
+
+
+class _Timers:
+    """Wall time spent in some methods of the worker's services (wrapped in place)."""
+
+    def __init__(self) -> None:
+        self.seconds: Counter[str] = Counter()
+        self._undo: list[tuple[Any, str, Any]] = []
+
+    def wrap(self, owner: Any, attribute: str, name: str) -> None:
+        real = getattr(owner, attribute)
+        self._undo.append((owner, attribute, owner.__dict__.get(attribute)))
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.monotonic()
+            try:
+                return real(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.monotonic() - started
+
+        setattr(owner, attribute, timed)
+
+    def restore(self) -> None:
+        for owner, attribute, before in reversed(self._undo):
+            if before is None:
+                delattr(owner, attribute)
+            else:
+                setattr(owner, attribute, before)
+        self._undo.clear()
+
+
 # -- the booking stream (a process of its own) ---------------------------------------------------
 def _probe_main(
     port: int, work: list[tuple[str, str]], rate: float, pause: Any, stop: Any, out: Any
@@ -311,12 +355,14 @@ class _Counted:
         self.outcomes: Counter[str] = Counter()
         self.seconds: list[float] = []
         self.cpu_s = 0.0  # the worker thread's own CPU time in open_case
+        self.ended: list[float] = []  # when each case ended (monotonic)
 
     def open_case(self, *args: Any) -> str:
         started, cpu = time.monotonic(), time.thread_time()
         outcome = self._service.open_case(*args)
         self.cpu_s += time.thread_time() - cpu
-        self.seconds.append(time.monotonic() - started)
+        self.ended.append(time.monotonic())
+        self.seconds.append(self.ended[-1] - started)
         self.outcomes[outcome] += 1
         return outcome
 
@@ -450,6 +496,7 @@ def run(plan: Plan, command: str) -> dict[str, Any]:
     from common.services.booking import Actor
     from common.services.impact import ImpactJobs
     from common.services.replan import CreateReplanJob, ReplanJobs, ReplanService
+    from common.services.seats import SlotChoice
     from emulator.identities import mint_id_token
 
     progress = Progress()
@@ -576,10 +623,19 @@ def run(plan: Plan, command: str) -> dict[str, Any]:
         before = meter.documents.counts()
         view_reads = search.view.reads
         folder_before = stack.folder.counts(project)
+        timers = _Timers()  # where a case's time goes (nested: search includes its refresh)
+        timers.wrap(search, "search", "search, in memory (with the view's refresh)")
+        timers.wrap(search.view, "refresh_if_due", "search view refresh (a query)")
+        timers.wrap(wiring.booking_service(), "calendar", "candidate points' calendars")
+        timers.wrap(SlotChoice, "pick", "seat picks (seat counts and reads)")
+        timers.wrap(units, "run", "commits (offer with its hold; its channel)")
         started = time.monotonic()
-        done, slices, retries = _run_replan(
-            replan_jobs, counted, job_id, plan.replan_cases, progress
-        )
+        try:
+            done, slices, retries = _run_replan(
+                replan_jobs, counted, job_id, plan.replan_cases, progress
+            )
+        finally:
+            timers.restore()
         elapsed = time.monotonic() - started
         used = meter.documents.counts() - before
         folder = stack.folder.counts(project) - folder_before
@@ -621,6 +677,12 @@ def run(plan: Plan, command: str) -> dict[str, Any]:
                 for q in (50, 95, 99)
             },
             "worker_cpu_ms_per_case": round(1000 * counted.cpu_s / cases, 1) if cases else None,
+            "wall_ms_per_case_in": {
+                name: round(1000 * seconds / cases, 1) for name, seconds in timers.seconds.items()
+            }
+            if cases
+            else {},
+            "cases_per_s_by_minute": rate_by_window(counted.ended, started, started + elapsed),
             "documents": {
                 "reads": used.billed_reads,
                 "writes": used.writes,
@@ -702,12 +764,17 @@ def render(results: dict[str, Any]) -> str:
          f"{check.get('seats_held_twice')} held twice; sample "
          f"{check.get('sample_seats_held_by_their_offer')}/{check.get('sample_seats')} seats "
          f"held (correct: {check.get('correct')})"),
+        ("measured", "re-plan: rate minute by minute (cases/s)",
+         ", ".join(str(r) for r in replan.get("cases_per_s_by_minute", []))),
         ("measured", "re-plan: worker CPU per case (its own thread)",
          f"{replan.get('worker_cpu_ms_per_case')} ms"),
+        ("measured", "re-plan: wall time per case in",
+         "; ".join(f"{k} {v} ms" for k, v in replan.get("wall_ms_per_case_in", {}).items())),
         ("extrapolated", f"re-plan of all {whole.get('cases', 0):,} cases at the measured rate",
          _minutes(whole.get("at_measured_rate_s"))),
-        ("extrapolated", "60,000 cases at the measured rate",
-         _minutes(issue.get("at_measured_rate_s"))),
+        *([] if whole.get("cases") == issue.get("cases") else [
+            ("extrapolated", "60,000 cases at the measured rate",
+             _minutes(issue.get("at_measured_rate_s")))]),
         ("arithmetic", f"60,000 cases at the default pace ({issue.get('default_rate_per_s')}/s)",
          f"{_minutes(issue.get('default_pace_alone_s'))}: " + (
              "the pace decides here" if issue.get("pace_decides") else

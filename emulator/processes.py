@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -42,9 +43,30 @@ def port_is_free(host: str, port: int) -> bool:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port free now, chosen below the kernel's range for outgoing connections.
+
+    A port the kernel hands out for `bind(0)` comes from that range, so any client's next
+    connection may take it before our server binds it: in CI the Auth emulator lost its
+    logging port so (EADDRINUSE) while another worker's tests were busy connecting. Below the
+    range only another server can take it, and each candidate is checked."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = _random.randint(max(1025, low - 12_000), low - 1)
+        if port_is_free(host, port):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+_random = random.SystemRandom()  # two test workers seeded alike must not pick alike
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def require_free_port(host: str, port: int, what: str, option: str) -> None:

@@ -11,6 +11,7 @@ from bench.replan import (
     PROBE_STARTS,
     Plan,
     _args,
+    _Timers,
     by_phase,
     calendar_entries,
     check_offers,
@@ -20,6 +21,7 @@ from bench.replan import (
     plan_from,
     probe_pesels,
     probe_slot_ids,
+    rate_by_window,
 )
 from common.domain.pesel import parse_pesel
 
@@ -126,3 +128,28 @@ def test_quick_and_flags_make_the_plan() -> None:
     assert given.replan_cases == 50 and given.probe_rate == 0.0 and given.points == 700
     with pytest.raises(SystemExit):
         _args(["--no-such-flag"])
+
+
+def test_the_rate_minute_by_minute() -> None:
+    ended = [0.5, 1.0, 61.0, 62.0, 63.0, 121.0]
+    assert rate_by_window(ended, 0.0, 150.0, 60.0) == [0.0, 0.1, 0.0]
+    assert rate_by_window([1.0, 2.0], 0.0, 4.0, 60.0) == [0.5]  # a short run: its own length
+    assert rate_by_window([], 5.0, 5.0) == []
+
+
+def test_timers_wrap_and_restore_methods() -> None:
+    class Service:
+        def work(self, x: int) -> int:
+            return x + 1
+
+    class Plain:
+        def work(self) -> str:
+            return "plain"
+
+    service, timers = Service(), _Timers()
+    timers.wrap(service, "work", "work")
+    timers.wrap(Plain, "work", "class")
+    assert service.work(1) == 2 and Plain().work() == "plain"
+    assert set(timers.seconds) == {"work", "class"}
+    timers.restore()
+    assert "work" not in vars(service) and Plain.work.__name__ == "work"
