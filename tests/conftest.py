@@ -59,7 +59,13 @@ def pytest_report_header(config: pytest.Config) -> str:
 # at 18:00 the day before, the visit day, ages and referral windows): `make test-clock` runs
 # them again with the whole stack's clock shifted to other Warsaw hours.
 CLOCK_SENSITIVE = (
-    "tests/unit/",
+    # Unit tests pass their moments explicitly (services take `now`); these read a clock.
+    "tests/unit/test_clock.py",
+    "tests/unit/test_firebase_app.py",
+    "tests/unit/test_identity_fail_closed.py",
+    "tests/unit/test_sign_in_service.py",
+    "tests/unit/test_rules_in_force.py",
+    "tests/unit/test_waiting_room.py",
     "tests/integration/test_notifications.py",
     "tests/integration/test_sms_dialog.py",
     "tests/integration/test_sms_channel_safety.py",
