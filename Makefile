@@ -135,7 +135,7 @@ bench-impact: install
 	$(BIN)/python -m bench.impact $(ARGS)
 
 # That dry run, then its re-plan on the first 3,000 cases, with bookings through HTTP all along
-# (about 20 minutes; ARGS=--quick: 700 points, 6,000 cases, 1,000 re-planned, about 5).
+# (about 22 minutes; ARGS=--quick: 700 points, 6,000 cases, 1,000 re-planned, about 5).
 # bench/replan.py says what; the figures are in docs/benchmarks.md.
 bench-replan: install
 	$(BIN)/python -m bench.replan $(ARGS)

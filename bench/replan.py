@@ -40,7 +40,7 @@ phase. Extrapolated (and labelled so): the whole re-plan's time from the measure
 what the job's default pace (20 cases/s) makes of it. Results go to bench/results/replan.json
 and replan.md (`--quick`: replan-quick.*). Not part of `make test`.
 
-    python -m bench.replan                  # 7,000 points, 60,000 cases, 3,000 re-planned (~20 min)
+    python -m bench.replan                  # 7,000 points, 60,000 cases, 3,000 re-planned (~22 min)
     python -m bench.replan --quick          # 700 points, 6,000 cases, 1,000 re-planned (~5 min)
 """
 

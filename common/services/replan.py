@@ -23,7 +23,9 @@ precondition, so a worker killed mid-page and run again skips what it had offere
 cursor (the dry run's page) moves after each page with the job's version as precondition. It
 runs at `rate` cases a second (default 20), the booking path's headroom. Progress is counted
 from the offers themselves (Firestore count queries), so no document is written per answer
-but the offer's own. Every step is audited.
+but the offer's own. The audit log has the admin's start and every agent's answer (the
+roles audited, common/services/audit.py); the job's own steps and a patient's answers are kept
+on the offer itself (`history`: each answer, when and which; `answered_by`).
 """
 
 from __future__ import annotations
