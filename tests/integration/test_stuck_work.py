@@ -99,7 +99,8 @@ def test_after_the_outage_the_sweeper_sends_exactly_one_sms_per_event(
     # Firestore freezes for a while in the middle of the redeliveries, then thaws; the
     # gateway stays down until the subscription gives up: both events are dead-lettered.
     freezer.freeze_for(8)
-    letters = wait_for(lambda: len(peek(world.project, INSPECT, pull_timeout_s=2)) >= 2, 120, 0.5)
+    # Patience for a loaded machine: each delivery waits on the frozen store or the gateway.
+    letters = wait_for(lambda: len(peek(world.project, INSPECT, pull_timeout_s=2)) >= 2, 240, 0.5)
     assert letters, "the push retries never ran out"
     assert all(r["status"] == "sending" for r in records())
 
@@ -136,7 +137,7 @@ def test_a_sweep_while_the_gateway_is_still_down_sends_nothing_and_tries_later(
         BookAppointment(pesel=pesel, slot_id=slots[0], channel="portal", actor=PATIENT),
         clock.now(),
     )
-    assert wait_for(lambda: len(peek(world.project, INSPECT, pull_timeout_s=2)) >= 1, 120, 0.5)
+    assert wait_for(lambda: len(peek(world.project, INSPECT, pull_timeout_s=2)) >= 1, 240, 0.5)
     _move(moving_clock, moving_clock.now() + timedelta(minutes=6))
     assert _sweep(world)["notifications"] == {"still_failing": 1}
     (record,) = [d.to_dict() for d in world.db.collection("notifications").stream()]
